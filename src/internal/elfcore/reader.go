@@ -255,7 +255,9 @@ func ReadCore(r io.Reader, lim Limits) (*Core, error) {
 		return nil, errors.New("core has no PT_NOTE segment")
 	}
 	sort.Slice(notes, func(i, j int) bool { return notes[i].Offset < notes[j].Offset })
-	data := make([]byte, 0, total+uint64(3*len(notes)))
+	// The sizes come from the stream, so the buffer grows with what actually arrives rather
+	// than with what the headers claim.
+	var data []byte
 	for i, n := range notes {
 		if n.Offset > cr.pos && n.Offset-cr.pos > lim.MaxSkip {
 			return nil, fmt.Errorf("note segment %d at offset %#x is too far from the headers", i, n.Offset)
@@ -263,10 +265,14 @@ func ReadCore(r io.Reader, lim Limits) (*Core, error) {
 		if err := cr.skipTo(n.Offset, "note segment"); err != nil {
 			return nil, err
 		}
-		start := len(data)
-		data = data[:start+int(n.Filesz)]
-		if err := cr.full(data[start:], "note segment"); err != nil {
-			return nil, err
+		for left := n.Filesz; left > 0; {
+			chunk := min(left, 64<<10)
+			start := len(data)
+			data = append(data, make([]byte, chunk)...)
+			if err := cr.full(data[start:], "note segment"); err != nil {
+				return nil, err
+			}
+			left -= chunk
 		}
 		for len(data)%4 != 0 {
 			data = append(data, 0)

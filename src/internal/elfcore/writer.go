@@ -46,24 +46,30 @@ func (l *Layout) phnum() int { return 1 + len(l.Segments) }
 
 func (l *Layout) xnum() bool { return l.phnum() >= pnXnum }
 
-// notesOffset is where the note data starts: after the header, the program headers and, with
-// extended numbering, the one section header that holds the real count.
+// notesOffset is where the note data starts: right after the program headers, as the kernel
+// does (ReadCore relies on it for PN_XNUM).
 func (l *Layout) notesOffset() uint64 {
-	eh, ph, sh := l.sizes()
-	off := eh + uint64(l.phnum())*ph
-	if l.xnum() {
-		off += sh
-	}
-	return off
+	eh, ph, _ := l.sizes()
+	return eh + uint64(l.phnum())*ph
 }
 
-// Size is the exact number of bytes Write produces.
-func (l *Layout) Size() uint64 {
+// dataEnd is the end of the last segment's bytes.
+func (l *Layout) dataEnd() uint64 {
 	n := l.notesOffset() + uint64(len(l.Notes))
 	for _, s := range l.Segments {
 		n += s.Filesz
 	}
 	return n
+}
+
+// Size is the exact number of bytes Write produces. With extended numbering the one section
+// header that holds the real count follows the data, where the kernel puts it too.
+func (l *Layout) Size() uint64 {
+	if l.xnum() {
+		_, _, sh := l.sizes()
+		return l.dataEnd() + sh
+	}
+	return l.dataEnd()
 }
 
 // WriteStats says what Write did.
@@ -89,7 +95,7 @@ func (l *Layout) Write(w io.Writer, mem Memory) (WriteStats, error) {
 	var eshnum, eshentsize uint16
 	if l.xnum() {
 		ephnum = pnXnum
-		eshoff = eh + uint64(phnum)*ph
+		eshoff = l.dataEnd()
 		eshnum, eshentsize = 1, uint16(sh)
 	}
 
@@ -126,19 +132,6 @@ func (l *Layout) Write(w io.Writer, mem Memory) (WriteStats, error) {
 			}
 			e.reset()
 		}
-	}
-	if l.xnum() {
-		// One SHT_NULL section header: sh_size = e_shnum, sh_link = e_shstrndx, sh_info = phnum.
-		e.u32(0)
-		e.u32(uint32(elf.SHT_NULL))
-		e.word(0)
-		e.word(0)
-		e.word(0)
-		e.word(1) // sh_size
-		e.u32(0)
-		e.u32(uint32(phnum))
-		e.word(0)
-		e.word(0)
 	}
 	e.bytes(l.Notes)
 	if _, err := bw.Write(e.b); err != nil {
@@ -180,6 +173,24 @@ func (l *Layout) Write(w io.Writer, mem Memory) (WriteStats, error) {
 			addr += uint64(n)
 			left -= uint64(n)
 		}
+	}
+	if l.xnum() {
+		// One SHT_NULL section header: sh_size = e_shnum, sh_link = e_shstrndx, sh_info = phnum.
+		e.reset()
+		e.u32(0)
+		e.u32(uint32(elf.SHT_NULL))
+		e.word(0)
+		e.word(0)
+		e.word(0)
+		e.word(1) // sh_size
+		e.u32(0)
+		e.u32(uint32(phnum))
+		e.word(0)
+		e.word(0)
+		if _, err := bw.Write(e.b); err != nil {
+			return st, err
+		}
+		st.Bytes += sh
 	}
 	return st, bw.Flush()
 }

@@ -461,7 +461,7 @@ func TestWriteRuntimeHandMadeConfig(t *testing.T) {
 }
 
 func TestShowSettings(t *testing.T) {
-	conf, persist := fixture(t, `{"persist_dir": "PERSIST", "project_key": "k", "unknown_key": [1]}`,
+	conf, persist := fixture(t, `{"persist_dir": "PERSIST", "project_key": "k", "unknown_key": [1], "base_url": "https://x.test/?a=1&b=<2>"}`,
 		`{"enable_data_collection": true}`)
 	c, err := Load(conf)
 	require.NoError(t, err)
@@ -486,6 +486,7 @@ func TestShowSettings(t *testing.T) {
 	assert.Contains(t, merged, "tmp_dir")
 	assert.Nil(t, merged["tmp_dir"])
 	assert.Contains(t, js, "\n  \"coredump\": {\n    \"capture_strategy\": {", "indented, keys sorted")
+	assert.Contains(t, js, `"base_url": "https://x.test/?a=1&b=<2>"`, "no HTML escaping")
 }
 
 func TestBuiltinIsCommentedJSON(t *testing.T) {

@@ -71,11 +71,11 @@ func (c *Config) WriteRuntime(set map[string]any) error {
 		}
 	}
 
-	out, err := json.MarshalIndent(current, "", "  ")
+	out, err := marshalIndent(current)
 	if err != nil {
 		return fmt.Errorf("update %s: %w", path, err)
 	}
-	if err := writeFileDurably(path, append(out, '\n'), 0o644); err != nil {
+	if err := writeFileDurably(path, out, 0o644); err != nil {
 		return err
 	}
 
