@@ -159,7 +159,7 @@ func Run(ctx context.Context, env *Env) (*Result, error) {
 		return nil, fmt.Errorf("capture strategy %q is not supported by the core handler", strategy.Type)
 	}
 	for _, n := range res.Notes {
-		env.Log.Warnf("%s", n)
+		env.Log.Debugf("%s", n)
 	}
 
 	cmdline, err := env.Proc.Cmdline(env.Args.PID, 4096)
@@ -183,7 +183,7 @@ func Run(ctx context.Context, env *Env) (*Result, error) {
 	}
 	layout := res.Layout
 	layout.AddNote(protocol.MemfaultNoteName, protocol.MetadataNoteType, meta.MarshalCBOR())
-	env.Log.Infof("pid %d (%s): signal %d, %d threads, %d segments, %d bytes planned",
+	env.Log.Debugf("pid %d (%s): signal %d, %d threads, %d segments, %d bytes planned",
 		env.Args.PID, env.Args.Comm, sigOf(proc, env.Args), len(proc.Threads), len(layout.Segments), layout.Size())
 	layout.AddNote(protocol.MemfaultNoteName, protocol.DebugNoteType, protocol.DebugNote(env.Log.Lines()))
 

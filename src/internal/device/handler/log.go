@@ -23,7 +23,7 @@ type Logger struct {
 // collects lines.
 func OpenKmsg(path string) *Logger {
 	l := &Logger{pid: os.Getpid(), start: time.Now()}
-	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+	if f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600); err == nil {
 		l.w = f
 	}
 	return l
@@ -39,6 +39,9 @@ const (
 	prioInfo = 6
 )
 
+// prioDebug lines are kept for the core's debug note only, never written to the kernel log.
+const prioDebug = 7
+
 func (l *Logger) log(prio int, format string, args ...any) {
 	msg := fmt.Sprintf(format, args...)
 	msg = strings.ReplaceAll(msg, "\n", " ")
@@ -47,7 +50,7 @@ func (l *Logger) log(prio int, format string, args ...any) {
 	if len(l.lines) < 256 {
 		l.lines = append(l.lines, fmt.Sprintf("%s: %s", levelName(prio), msg))
 	}
-	if l.w != nil {
+	if l.w != nil && prio != prioDebug {
 		// One write per record: /dev/kmsg takes each write as one message.
 		fmt.Fprintf(l.w, "<%d>memfault-core-handler[%d]: %s\n", prio, l.pid, msg)
 	}
@@ -59,6 +62,8 @@ func levelName(p int) string {
 		return "ERROR"
 	case prioWarn:
 		return "WARN"
+	case prioDebug:
+		return "DEBUG"
 	}
 	return "INFO"
 }
@@ -67,6 +72,9 @@ func levelName(p int) string {
 func (l *Logger) Errorf(format string, args ...any) { l.log(prioErr, format, args...) }
 func (l *Logger) Warnf(format string, args ...any)  { l.log(prioWarn, format, args...) }
 func (l *Logger) Infof(format string, args ...any)  { l.log(prioInfo, format, args...) }
+
+// Debugf keeps a line for the core's debug note without writing it to the kernel log.
+func (l *Logger) Debugf(format string, args ...any) { l.log(prioDebug, format, args...) }
 
 // Lines returns what was logged so far.
 func (l *Logger) Lines() []string {

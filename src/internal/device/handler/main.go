@@ -101,4 +101,3 @@ func stdinWithDeadline(deadline time.Time) io.Reader {
 	}
 	return f
 }
-
