@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define NOINLINE __attribute__((noinline))
@@ -90,14 +91,24 @@ NOINLINE static void crash_now(const char *how) {
 	crash_segv();
 }
 
+// touch_heap dirties THREADS_HEAP_MIB MiB of heap (default 16) with data that compresses
+// about 2:1 like a real heap: each 4 KiB page is half pseudo-random bytes, half zeros.
 static void touch_heap(void) {
 	const char *env = getenv("THREADS_HEAP_MIB");
 	size_t mib = env ? strtoul(env, NULL, 10) : 16;
+	unsigned long long x = 88172645463325252ULL;
 	for (size_t i = 0; i < mib; i++) {
-		char *p = malloc(1 << 20);
+		unsigned char *p = malloc(1 << 20);
 		if (!p)
 			exit(3);
-		memset(p, (int)i + 1, 1 << 20);
+		memset(p, 0, 1 << 20);
+		for (size_t page = 0; page < (1 << 20); page += 4096)
+			for (size_t j = 0; j < 2048; j += 8) {
+				x ^= x << 13;
+				x ^= x >> 7;
+				x ^= x << 17;
+				memcpy(p + page + j, &x, 8);
+			}
 	}
 }
 
@@ -122,7 +133,9 @@ int main(int argc, char **argv) {
 	pthread_barrier_wait(&ready);
 	// The waiters have passed the barrier; give them time to block.
 	usleep(100 * 1000);
-	printf("crashing pid %d\n", getpid());
+	struct timespec now;
+	clock_gettime(CLOCK_REALTIME, &now);
+	printf("crashing pid %d at %lld\n", getpid(), (long long)now.tv_sec * 1000000000LL + now.tv_nsec);
 	fflush(stdout);
 	crash_now(how);
 	return 0;

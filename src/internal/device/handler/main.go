@@ -83,8 +83,10 @@ func Main(args []string, sdkVersion string) int {
 		log.Errorf("pid %d (%s): %v", a.PID, a.Comm, err)
 		return 1
 	}
-	log.Infof("Successfully captured coredump of pid %d (%s): %s, %d bytes (%d uncompressed) in %v",
-		a.PID, a.Comm, res.File, res.StoredSize, res.CoreSize, time.Since(start).Round(time.Millisecond))
+	var ru unix.Rusage
+	_ = unix.Getrusage(unix.RUSAGE_SELF, &ru)
+	log.Infof("Successfully captured coredump of pid %d (%s): %s, %d bytes (%d uncompressed) in %v, peak RSS %d KiB",
+		a.PID, a.Comm, res.File, res.StoredSize, res.CoreSize, time.Since(start).Round(time.Millisecond), ru.Maxrss)
 	return 0
 }
 
