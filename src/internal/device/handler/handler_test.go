@@ -3,6 +3,7 @@ package handler
 import (
 	"bytes"
 	"compress/gzip"
+	"debug/elf"
 	"context"
 	"encoding/json"
 	"errors"
@@ -409,6 +410,38 @@ func TestParseArgs(t *testing.T) {
 			}
 			require.NoError(t, err)
 			require.Equal(t, tc.want, got)
+		})
+	}
+}
+
+// TestRunExtendedNumbering feeds a core with more program headers than e_phnum can hold
+// (PN_XNUM), as the kernel writes for a process with more than 65534 mappings.
+func TestRunExtendedNumbering(t *testing.T) {
+	full := fixtureCore(t, "x86_64")
+	c, err := elfcore.ReadCore(bytes.NewReader(full), elfcore.DefaultLimits)
+	require.NoError(t, err)
+	l := &elfcore.Layout{Header: c.Header, Notes: c.Notes}
+	for _, p := range c.Loads() {
+		l.Segments = append(l.Segments, elfcore.Segment{Vaddr: p.Vaddr, Filesz: p.Filesz, Memsz: p.Memsz, Flags: p.Flags})
+	}
+	for i := 0; len(l.Segments) < 70000; i++ {
+		l.Segments = append(l.Segments, elfcore.Segment{Vaddr: 0x100000000000 + uint64(i)*0x2000, Filesz: 0, Memsz: 0x1000, Flags: elf.PF_R})
+	}
+	var buf bytes.Buffer
+	_, err = l.Write(&buf, elfcore.NewSegmentMemory(bytes.NewReader(full), c.Progs))
+	require.NoError(t, err)
+
+	for _, strategy := range []string{"threads", "kernel_selection"} {
+		t.Run(strategy, func(t *testing.T) {
+			env, _ := testEnv(t, buf.Bytes(), fmt.Sprintf(`, "coredump": {"capture_strategy": {"type": %q}}`, strategy))
+			res, err := Run(context.Background(), env)
+			require.NoError(t, err)
+			out := decompress(t, res.File, "gzip")
+			oc, err := elfcore.ReadCore(bytes.NewReader(out), elfcore.DefaultLimits)
+			require.NoError(t, err)
+			if strategy == "kernel_selection" {
+				require.Equal(t, res.Segments, len(oc.Loads()))
+			}
 		})
 	}
 }
