@@ -1,13 +1,26 @@
 package protocol
 
+import "encoding/json"
+
 // Manifest is manifest.json of a MAR entry.
 type Manifest struct {
-	SchemaVersion  int             `json:"schema_version"`
-	CollectionTime CollectionTime  `json:"collection_time"`
-	Device         ManifestDevice  `json:"device"`
-	Producer       Producer        `json:"producer"`
-	Type           string          `json:"type"`
-	Metadata       CoredumpPayload `json:"metadata"`
+	SchemaVersion  int            `json:"schema_version"`
+	CollectionTime CollectionTime `json:"collection_time"`
+	Device         ManifestDevice `json:"device"`
+	Producer       Producer       `json:"producer"`
+	Type           string         `json:"type"`
+	// Metadata depends on Type: CoredumpPayload for "elf-coredump", AttributesPayload for
+	// "device-attributes". Decoded manifests hold a json.RawMessage; see DecodeMetadata.
+	Metadata any `json:"metadata"`
+}
+
+// DecodeMetadata decodes the metadata of a manifest read from JSON into v.
+func (m *Manifest) DecodeMetadata(v any) error {
+	b, err := json.Marshal(m.Metadata)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
 }
 
 // CollectionTime says when, in wall and boot time, an entry was collected.
@@ -42,5 +55,19 @@ type CoredumpPayload struct {
 	Compression      string `json:"compression,omitempty"` // "gzip", "zstd"; omitted when none
 }
 
-// ManifestTypeCoredump is the type of a core entry.
-const ManifestTypeCoredump = "elf-coredump"
+// Manifest types.
+const (
+	ManifestTypeCoredump   = "elf-coredump"
+	ManifestTypeAttributes = "device-attributes"
+)
+
+// AttributesPayload is the metadata of a "device-attributes" entry.
+type AttributesPayload struct {
+	Attributes []Attribute `json:"attributes"`
+}
+
+// Attribute is one device attribute; Value is a string, number or bool.
+type Attribute struct {
+	Key   string `json:"string_key"`
+	Value any    `json:"value"`
+}

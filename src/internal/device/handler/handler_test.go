@@ -142,13 +142,15 @@ func TestRunStagesEntry(t *testing.T) {
 			require.NoError(t, err)
 			require.NoError(t, json.Unmarshal(mb, &m))
 			require.Equal(t, "elf-coredump", m.Type)
-			require.Equal(t, "core-"+ids[0]+tc.ext, m.Metadata.CoredumpFileName)
+			var payload protocol.CoredumpPayload
+			require.NoError(t, m.DecodeMetadata(&payload))
+			require.Equal(t, "core-"+ids[0]+tc.ext, payload.CoredumpFileName)
 			want := tc.compression
 			if want == "none" {
 				want = ""
 				require.NotContains(t, string(mb), "compression")
 			}
-			require.Equal(t, want, m.Metadata.Compression)
+			require.Equal(t, want, payload.Compression)
 			require.Equal(t, "dev-1", m.Device.DeviceSerial)
 			require.Equal(t, "k", m.Device.ProjectKey)
 			require.Equal(t, "2023-11-14T22:13:20Z", m.CollectionTime.Timestamp)
