@@ -1,21 +1,13 @@
 package main
 
 import (
-	"fmt"
+	"io"
 	"os"
 
 	"meta-memfault-go/internal/device/ctl"
+	"meta-memfault-go/internal/device/daemon"
 )
 
-// daemonMain is the memfaultd name. The service loop (consent, core_pattern ownership,
-// uploads) is the daemon issue's work; until it lands this name answers --version and says
-// plainly that it cannot run as a service.
 func daemonMain(args []string) int {
-	for _, a := range args {
-		if a == "--version" || a == "-v" {
-			return ctl.Main([]string{"--version"}, os.Stdout, os.Stderr)
-		}
-	}
-	fmt.Fprintln(os.Stderr, "memfaultd: this build has no daemon loop yet; memfaultctl and memfault-core-handler work")
-	return 1
+	return daemon.Main(args, os.Stderr, func(w io.Writer) { ctl.PrintVersion(w) })
 }

@@ -4,135 +4,206 @@ package ctl
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
+	"strings"
 	"time"
-	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"meta-memfault-go/internal/device/config"
+	"meta-memfault-go/internal/device/daemon"
 	"meta-memfault-go/internal/version"
 )
 
-const usage = `usage: memfaultctl [-c CONFIG] COMMAND
+const usage = `usage: memfaultctl [-c CONFIG] COMMAND [ARGS]
 
 commands:
-  show-settings                          print the merged configuration and the device identity
+  enable-data-collection     consent to collecting and uploading data; restarts memfaultd
+  disable-data-collection    withdraw consent; restarts memfaultd (core_pattern is restored)
+  enable-dev-mode            developer mode: no rate limit, uploads right after a crash
+  disable-dev-mode
   trigger-coredump [segfault|divide-by-zero]
-                                         start a child process that crashes
-  --version                              print the version
+                             start a child process that crashes
+  sync                       upload everything staged now
+  export -o FILE|- [-n]      write staged data as a MAR zip (and delete it unless -n)
+  write-attributes KEY=VALUE...
+                             record device attributes
+  show-settings              print the merged configuration and the device identity
+  --version                  print the version
 `
+
+// exit codes
+const (
+	exitOK       = 0
+	exitFailed   = 1
+	exitUsage    = 2
+	exitNoDaemon = 3
+)
+
+type cli struct {
+	cfgPath string
+	pidFile string
+	stdout  io.Writer
+	stderr  io.Writer
+}
+
+func (c *cli) errorf(format string, args ...any) {
+	fmt.Fprintf(c.stderr, "memfaultctl: "+format+"\n", args...)
+}
 
 // Main runs memfaultctl and returns its exit code.
 func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("memfaultctl", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() { fmt.Fprint(stderr, usage) }
-	cfgPath := fs.String("c", "", "configuration file (default /etc/memfaultd.conf)")
+	c := &cli{stdout: stdout, stderr: stderr}
+	fs.StringVar(&c.cfgPath, "c", "", "configuration file (default /etc/memfaultd.conf)")
+	fs.StringVar(&c.pidFile, "pidfile", daemon.DefaultPidFile, "memfaultd's pid file")
 	showVersion := fs.Bool("version", false, "print the version")
 	fs.BoolVar(showVersion, "v", false, "print the version")
 	if err := fs.Parse(args); err != nil {
-		return 2
+		return exitUsage
 	}
 	if *showVersion {
-		printVersion(stdout)
-		return 0
+		PrintVersion(stdout)
+		return exitOK
 	}
 	rest := fs.Args()
 	if len(rest) == 0 {
 		fmt.Fprint(stderr, usage)
-		return 2
+		return exitUsage
 	}
-	switch rest[0] {
+	cmd, rest := rest[0], rest[1:]
+	switch cmd {
+	case "enable-data-collection":
+		return c.setBool("enable_data_collection", true, "data collection")
+	case "disable-data-collection":
+		return c.setBool("enable_data_collection", false, "data collection")
+	case "enable-dev-mode":
+		return c.setBool("enable_dev_mode", true, "developer mode")
+	case "disable-dev-mode":
+		return c.setBool("enable_dev_mode", false, "developer mode")
 	case "show-settings":
-		cfg, err := config.Load(*cfgPath)
-		if err != nil {
-			fmt.Fprintf(stderr, "memfaultctl: %v\n", err)
-			return 1
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		id, err := config.LoadDeviceInfo(ctx, cfg, "/", 3*time.Second)
-		if err != nil {
-			fmt.Fprintf(stderr, "memfaultctl: device info: %v\n", err)
-		}
-		if err := cfg.ShowSettings(stdout, id); err != nil {
-			fmt.Fprintf(stderr, "memfaultctl: %v\n", err)
-			return 1
-		}
-		return 0
+		return c.showSettings()
 	case "trigger-coredump":
 		kind := "segfault"
-		if len(rest) > 1 {
-			kind = rest[1]
+		if len(rest) > 0 {
+			kind = rest[0]
 		}
-		return triggerCoredump(kind, stdout, stderr)
+		return c.triggerCoredump(kind)
+	case "sync":
+		return c.sync()
+	case "export":
+		return c.export(rest)
+	case "write-attributes":
+		return c.writeAttributes(rest)
 	case crashNow:
-		if len(rest) < 2 {
-			return 2
+		if len(rest) < 1 {
+			return exitUsage
 		}
-		crash(rest[1])
-		return 1
+		crash(rest[0])
+		return exitFailed
 	case "--version", "version":
-		printVersion(stdout)
-		return 0
+		PrintVersion(stdout)
+		return exitOK
 	}
-	fmt.Fprintf(stderr, "memfaultctl: unknown command %q\n%s", rest[0], usage)
-	return 2
+	c.errorf("unknown command %q", cmd)
+	fmt.Fprint(stderr, usage)
+	return exitUsage
 }
 
-func printVersion(w io.Writer) {
+// PrintVersion prints the VERSION=, GIT COMMIT= and BUILD ID= lines.
+func PrintVersion(w io.Writer) {
 	fmt.Fprintf(w, "VERSION=%s\nGIT COMMIT=%s\nBUILD ID=%s\n", version.Version, version.GitCommit, version.BuildID())
 }
 
-const crashNow = "__crash-now"
-
-// triggerCoredump starts a copy of this program that kills itself with the chosen signal, so
-// the kernel runs the core handler on a real process.
-func triggerCoredump(kind string, stdout, stderr io.Writer) int {
-	var sig string
-	switch kind {
-	case "segfault":
-		sig = "SIGSEGV"
-	case "divide-by-zero":
-		sig = "SIGFPE"
-	default:
-		fmt.Fprintf(stderr, "memfaultctl: unknown crash kind %q (want segfault or divide-by-zero)\n", kind)
-		return 2
-	}
-	exe, err := os.Executable()
+func (c *cli) load() (*config.Config, bool) {
+	cfg, err := config.Load(c.cfgPath)
 	if err != nil {
-		fmt.Fprintf(stderr, "memfaultctl: %v\n", err)
-		return 1
+		c.errorf("%v", err)
+		return nil, false
 	}
-	cmd := exec.Command(exe, crashNow, sig)
-	cmd.Args[0] = "memfaultctl"
-	if err := cmd.Start(); err != nil {
-		fmt.Fprintf(stderr, "memfaultctl: start crashing child: %v\n", err)
-		return 1
-	}
-	fmt.Fprintf(stdout, "Triggering coredump (%s) in pid %d\n", kind, cmd.Process.Pid)
-	err = cmd.Wait()
-	if ws, ok := cmd.ProcessState.Sys().(interface{ CoreDump() bool }); ok && err != nil {
-		_ = ws
-	}
-	return 0
+	return cfg, true
 }
 
-// crash restores the default action of the signal (the Go runtime handles SIGSEGV and SIGFPE
-// itself) and sends it to this thread, so the process dies with a core like a C program would.
-func crash(name string) {
-	sig := unix.SIGSEGV
-	if name == "SIGFPE" {
-		sig = unix.SIGFPE
+func (c *cli) showSettings() int {
+	cfg, ok := c.load()
+	if !ok {
+		return exitFailed
 	}
-	// An all-zero struct sigaction is SIG_DFL with no flags and an empty mask on every arch.
-	var act [64]byte
-	unix.RawSyscall6(unix.SYS_RT_SIGACTION, uintptr(sig), uintptr(unsafe.Pointer(&act[0])), 0, 8, 0, 0)
-	unix.Tgkill(unix.Getpid(), unix.Gettid(), sig)
-	time.Sleep(time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id, err := config.LoadDeviceInfo(ctx, cfg, "/", 3*time.Second)
+	if err != nil {
+		c.errorf("device info: %v", err)
+	}
+	if err := cfg.ShowSettings(c.stdout, id); err != nil {
+		c.errorf("%v", err)
+		return exitFailed
+	}
+	return exitOK
+}
+
+// setBool writes one consent or mode switch to runtime.conf and makes memfaultd apply it.
+func (c *cli) setBool(key string, on bool, what string) int {
+	cfg, ok := c.load()
+	if !ok {
+		return exitFailed
+	}
+	cur := cfg.EnableDataCollection
+	if key == "enable_dev_mode" {
+		cur = cfg.EnableDevMode
+	}
+	state, verb := "disabled", "Disabling"
+	if on {
+		state, verb = "enabled", "Enabling"
+	}
+	if cur == on {
+		fmt.Fprintf(c.stdout, "%s is already %s\n", capitalize(what), state)
+		return exitOK
+	}
+	fmt.Fprintf(c.stdout, "%s %s\n", verb, what)
+	if err := cfg.WriteRuntime(map[string]any{key: on}); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			c.errorf("cannot write %s: permission denied (run as root)", config.RuntimeFile)
+		} else {
+			c.errorf("%v", err)
+		}
+		return exitFailed
+	}
+	return c.applyToDaemon(cfg)
+}
+
+func capitalize(s string) string { return strings.ToUpper(s[:1]) + s[1:] }
+
+// applyToDaemon restarts memfaultd through systemd when systemd runs it, else sends it
+// SIGHUP. Without a running daemon, consent withdrawn still takes our handler out of
+// core_pattern right away.
+func (c *cli) applyToDaemon(cfg *config.Config) int {
+	if restarted, err := systemdRestart(); restarted {
+		if err != nil {
+			c.errorf("systemctl restart memfaultd: %v", err)
+			return exitFailed
+		}
+		return exitOK
+	}
+	pid, err := daemon.ReadPidFile(c.pidFile)
+	if err != nil {
+		if !cfg.EnableDataCollection {
+			hook := daemon.KernelHookFor(cfg, c.cfgPath, "/proc", nil)
+			if err := hook.Uninstall(); err != nil {
+				c.errorf("restore core_pattern: %v", err)
+				return exitFailed
+			}
+		}
+		c.errorf("%v; the setting is saved and applies when memfaultd starts", err)
+		return exitNoDaemon
+	}
+	if err := signalPid(pid, "HUP"); err != nil {
+		c.errorf("signal memfaultd (pid %d): %v", pid, err)
+		return exitFailed
+	}
+	return exitOK
 }

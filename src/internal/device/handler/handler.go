@@ -97,8 +97,7 @@ type Result struct {
 
 // Reasons the handler does not capture; the caller logs them and exits successfully.
 var (
-	ErrDisabled    = errors.New("data collection is disabled")
-	ErrRateLimited = errors.New("rate limit reached")
+	ErrDisabled = errors.New("data collection is disabled")
 )
 
 // Run captures one core. Every error is meant for one line in the kernel log.
@@ -113,9 +112,31 @@ func Run(ctx context.Context, env *Env) (*Result, error) {
 		Count:  int(cfg.Coredump.RateLimitCount),
 		Window: time.Duration(cfg.Coredump.RateLimitDurationSeconds) * time.Second,
 	}
-	if !cfg.EnableDevMode && !rl.Allow(now) {
-		return nil, fmt.Errorf("%w: %d cores in %v", ErrRateLimited, rl.Count, rl.Window)
+	if err := os.MkdirAll(cfg.TmpDir, 0o755); err != nil {
+		return nil, fmt.Errorf("tmp_dir: %w", err)
 	}
+	release := func() {}
+	if !cfg.EnableDevMode {
+		deadline, ok := ctx.Deadline()
+		if !ok {
+			deadline = time.Now().Add(10 * time.Second)
+		}
+		rel, err := rl.Reserve(now, deadline)
+		if err != nil {
+			return nil, err
+		}
+		release = rel
+	}
+	res, err := captureCore(ctx, env, now)
+	if err != nil {
+		release()
+		return nil, err
+	}
+	return res, nil
+}
+
+func captureCore(ctx context.Context, env *Env, now time.Time) (*Result, error) {
+	cfg := env.Config
 	comp, err := compressorFor(cfg.Coredump.Compression)
 	if err != nil {
 		return nil, err
@@ -206,11 +227,6 @@ func Run(ctx context.Context, env *Env) (*Result, error) {
 		return nil, err
 	}
 	result.Threads = len(proc.Threads)
-	if !cfg.EnableDevMode {
-		if err := rl.Record(now); err != nil {
-			env.Log.Warnf("rate limit state not saved: %v", err)
-		}
-	}
 	return result, nil
 }
 

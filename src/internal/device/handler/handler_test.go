@@ -3,8 +3,8 @@ package handler
 import (
 	"bytes"
 	"compress/gzip"
-	"debug/elf"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -446,4 +446,52 @@ func TestRunExtendedNumbering(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestRateLimitConcurrent runs many handlers at once against one limit: exactly Count succeed.
+func TestRateLimitConcurrent(t *testing.T) {
+	full := fixtureCore(t, "armhf")
+	base, _ := testEnv(t, full, `, "coredump": {"rate_limit_count": 5, "rate_limit_duration_seconds": 3600}`)
+	const n = 40
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		go func() {
+			env := *base
+			env.Log = NewLogger(io.Discard)
+			env.Core = bytes.NewReader(full)
+			env.Memory = memoryOf(t, full)
+			_, err := Run(context.Background(), &env)
+			errs <- err
+		}()
+	}
+	ok, limited := 0, 0
+	for i := 0; i < n; i++ {
+		err := <-errs
+		switch {
+		case err == nil:
+			ok++
+		case errors.Is(err, ErrRateLimited):
+			limited++
+		default:
+			t.Errorf("unexpected error: %v", err)
+		}
+	}
+	require.Equal(t, 5, ok)
+	require.Equal(t, n-5, limited)
+	require.Len(t, entries(t, base), 5)
+}
+
+// TestRateLimitSlotReturnedOnFailure: a capture that fails does not use up the limit.
+func TestRateLimitSlotReturnedOnFailure(t *testing.T) {
+	full := fixtureCore(t, "armhf")
+	env, _ := testEnv(t, full, `, "coredump": {"rate_limit_count": 1, "rate_limit_duration_seconds": 3600}`)
+	env.Core = bytes.NewReader([]byte("garbage that is no core"))
+	_, err := Run(context.Background(), env)
+	require.ErrorContains(t, err, "not an ELF file")
+	env.Core = bytes.NewReader(full)
+	_, err = Run(context.Background(), env)
+	require.NoError(t, err)
+	env.Core = bytes.NewReader(full)
+	_, err = Run(context.Background(), env)
+	require.ErrorIs(t, err, ErrRateLimited)
 }

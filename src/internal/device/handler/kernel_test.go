@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -17,86 +16,12 @@ import (
 
 	"meta-memfault-go/internal/device/staging"
 	"meta-memfault-go/internal/testutil/gdbbt"
+	"meta-memfault-go/internal/testutil/kerneltest"
 )
 
 // Tests in this file hand real crashes to the real kernel: they point
-// /proc/sys/kernel/core_pattern at a freshly built handler. They need root, restore the
-// previous core_pattern and core_pipe_limit, and must not run in parallel with anything else
-// that changes them (all such tests live in this package and none calls t.Parallel).
-
-const (
-	corePatternPath = "/proc/sys/kernel/core_pattern"
-	pipeLimitPath   = "/proc/sys/kernel/core_pipe_limit"
-)
-
-// kernelHook sets core_pattern and core_pipe_limit for the test and restores them after it.
-func kernelHook(t *testing.T, pattern string) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("core_pattern is Linux only")
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to write " + corePatternPath)
-	}
-	oldPattern, err := os.ReadFile(corePatternPath)
-	require.NoError(t, err)
-	oldLimit, err := os.ReadFile(pipeLimitPath)
-	require.NoError(t, err)
-	if err := os.WriteFile(corePatternPath, []byte(pattern), 0); err != nil {
-		t.Skipf("cannot write %s (%v): not allowed in this environment", corePatternPath, err)
-	}
-	t.Cleanup(func() {
-		if err := os.WriteFile(corePatternPath, bytes.TrimRight(oldPattern, "\n"), 0); err != nil {
-			t.Errorf("restore core_pattern: %v", err)
-		}
-		if err := os.WriteFile(pipeLimitPath, bytes.TrimSpace(oldLimit), 0); err != nil {
-			t.Errorf("restore core_pipe_limit: %v", err)
-		}
-	})
-	require.NoError(t, os.WriteFile(pipeLimitPath, []byte("4"), 0))
-	got, err := os.ReadFile(corePatternPath)
-	require.NoError(t, err)
-	require.Equal(t, pattern, strings.TrimRight(string(got), "\n"))
-}
-
-// shortTempDir makes a directory with a short path: core_pattern holds at most 127 bytes.
-func shortTempDir(t *testing.T) string {
-	d, err := os.MkdirTemp("/tmp", "mfk")
-	require.NoError(t, err)
-	require.NoError(t, os.Chmod(d, 0o755))
-	t.Cleanup(func() { os.RemoveAll(d) })
-	return d
-}
-
-// buildHandler builds the multi-call binary and links it as memfault-core-handler and
-// memfaultctl.
-func buildHandler(t *testing.T, dir string) string {
-	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		t.Skip("go toolchain not on PATH")
-	}
-	bin := filepath.Join(dir, "memfaultd")
-	out, err := exec.Command(goBin, "build", "-o", bin, "meta-memfault-go/cmd/memfaultd").CombinedOutput()
-	require.NoError(t, err, string(out))
-	for _, name := range []string{"memfault-core-handler", "memfaultctl"} {
-		require.NoError(t, os.Symlink(bin, filepath.Join(dir, name)))
-	}
-	return filepath.Join(dir, "memfault-core-handler")
-}
-
-func buildThreads(t *testing.T, dir string) string {
-	t.Helper()
-	if _, err := exec.LookPath("gcc"); err != nil {
-		t.Skip("gcc not installed")
-	}
-	src, err := filepath.Abs(filepath.Join("..", "..", "..", "testdata", "programs", "threads.c"))
-	require.NoError(t, err)
-	exe := filepath.Join(dir, "threads")
-	out, err := exec.Command("gcc", "-g", "-O1", "-pthread", "-o", exe, src).CombinedOutput()
-	require.NoError(t, err, string(out))
-	return exe
-}
+// /proc/sys/kernel/core_pattern at a freshly built handler (kerneltest: root only, restored
+// afterwards, serialized with every other such test by a machine-wide lock).
 
 func writeConfig(t *testing.T, dir, extra string) string {
 	p := filepath.Join(dir, "c.json")
@@ -156,14 +81,15 @@ func coreFile(t *testing.T, entry string) string {
 // real crash of the 8-thread program, captured with the threads strategy, must give gdb the
 // same functions per thread as the kernel's full core of the same crash.
 func TestKernelCapture(t *testing.T) {
-	dir := shortTempDir(t)
-	handler := buildHandler(t, dir)
-	exe := buildThreads(t, dir)
+	dir := kerneltest.ShortTempDir(t)
+	kerneltest.BuildMemfaultd(t, dir)
+	handler := filepath.Join(dir, "memfault-core-handler")
+	exe := kerneltest.BuildThreads(t, dir)
 	cfg := writeConfig(t, dir, "")
 	persist := filepath.Join(dir, "persist")
 
 	t.Run("direct", func(t *testing.T) {
-		kernelHook(t, fmt.Sprintf("|%s -c %s %%P %%I %%s %%e", handler, cfg))
+		kerneltest.Hook(t, fmt.Sprintf("|%s -c %s %%P %%I %%s %%e", handler, cfg))
 		pid, crashed := crash(t, exe)
 		entry, seen := waitEntry(t, persist, 10*time.Second)
 		latency := seen.Sub(crashed)
@@ -192,7 +118,7 @@ func TestKernelCapture(t *testing.T) {
 		tee := filepath.Join(dir, "tee.sh")
 		script := fmt.Sprintf("#!/bin/sh\ntee --output-error=warn-nopipe %s 2>/dev/null | %s -c %s \"$@\"\n", full, handler, cfg)
 		require.NoError(t, os.WriteFile(tee, []byte(script), 0o755))
-		kernelHook(t, fmt.Sprintf("|%s %%P %%I %%s %%e", tee))
+		kerneltest.Hook(t, fmt.Sprintf("|%s %%P %%I %%s %%e", tee))
 		crash(t, exe)
 		entry, _ := waitEntry(t, persist, 10*time.Second)
 		ours := coreFile(t, entry)
@@ -220,7 +146,7 @@ func TestKernelCapture(t *testing.T) {
 	})
 
 	t.Run("memfaultctl trigger-coredump", func(t *testing.T) {
-		kernelHook(t, fmt.Sprintf("|%s -c %s %%P %%I %%s %%e", handler, cfg))
+		kerneltest.Hook(t, fmt.Sprintf("|%s -c %s %%P %%I %%s %%e", handler, cfg))
 		out, err := exec.Command(filepath.Join(dir, "memfaultctl"), "trigger-coredump").CombinedOutput()
 		require.NoError(t, err, string(out))
 		require.Contains(t, string(out), "Triggering coredump")
@@ -236,7 +162,7 @@ func TestKernelCapture(t *testing.T) {
 	t.Run("data collection off leaves nothing", func(t *testing.T) {
 		off := filepath.Join(dir, "off.json")
 		require.NoError(t, os.WriteFile(off, []byte(fmt.Sprintf(`{"persist_dir": %q}`, persist)), 0o644))
-		kernelHook(t, fmt.Sprintf("|%s -c %s %%P %%I %%s %%e", handler, off))
+		kerneltest.Hook(t, fmt.Sprintf("|%s -c %s %%P %%I %%s %%e", handler, off))
 		crash(t, exe)
 		time.Sleep(300 * time.Millisecond)
 		m, _ := filepath.Glob(filepath.Join(staging.ForTmpDir(persist).Path, "*"))
@@ -247,8 +173,9 @@ func TestKernelCapture(t *testing.T) {
 // TestHandlerBinaryBadInput runs the built handler by hand with hostile stdin: each case
 // exits non-zero, logs exactly one line, and leaves no entry behind.
 func TestHandlerBinaryBadInput(t *testing.T) {
-	dir := shortTempDir(t)
-	handler := buildHandler(t, dir)
+	dir := kerneltest.ShortTempDir(t)
+	kerneltest.BuildMemfaultd(t, dir)
+	handler := filepath.Join(dir, "memfault-core-handler")
 	cfg := writeConfig(t, dir, "")
 	persist := filepath.Join(dir, "persist")
 	full := fixtureCore(t, "x86_64")

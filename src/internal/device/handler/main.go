@@ -71,6 +71,14 @@ func Main(args []string, sdkVersion string) int {
 		Now:        time.Now,
 		SDKVersion: sdkVersion,
 		Boot:       ReadBootInfo("/proc"),
+		AppLogs: func(ctx context.Context) []string {
+			logs, err := FetchAppLogs(ctx, cfg.HTTPServer.BindAddress, int(cfg.Coredump.LogLines), 500*time.Millisecond)
+			if err != nil {
+				log.Debugf("no recent logs from memfaultd: %v", err)
+				return nil
+			}
+			return logs
+		},
 	}
 	res, err := Run(ctx, env)
 	switch {

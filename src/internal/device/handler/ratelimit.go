@@ -1,6 +1,7 @@
 package handler
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"sort"
@@ -8,12 +9,16 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"meta-memfault-go/internal/device/staging"
 )
 
 // RateLimiter allows at most Count captures per Window. Capture times are unix seconds, one per
-// line, in a file under tmp_dir, so the limit holds across reboots; the file is rewritten
-// (durably) only after a successful capture.
+// line, in a file under tmp_dir, so the limit holds across reboots. Many handlers may run at
+// once (a crash loop, or a fleet of workers dying together): a slot is reserved under an
+// exclusive lock before capturing and released again if the capture fails, so exactly Count
+// captures succeed, and only successful captures count.
 type RateLimiter struct {
 	Path   string
 	Count  int
@@ -22,30 +27,46 @@ type RateLimiter struct {
 
 const maxRateEntries = 4096
 
-func (r RateLimiter) load() ([]int64, error) {
-	b, err := os.ReadFile(r.Path)
-	if os.IsNotExist(err) {
-		return nil, nil
-	}
+// ErrRateLimited is returned when the window is full.
+var ErrRateLimited = errors.New("rate limit reached")
+
+// lock takes the limiter's lock file, waiting at most until deadline.
+func (r RateLimiter) lock(deadline time.Time) (*os.File, error) {
+	f, err := os.OpenFile(r.Path+".lock", os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, err
 	}
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) || time.Now().After(deadline) {
+			f.Close()
+			return nil, fmt.Errorf("rate limit lock: %w", err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r RateLimiter) load() []int64 {
+	b, err := os.ReadFile(r.Path)
+	if err != nil {
+		return nil // missing or unreadable: no history
+	}
 	var out []int64
 	for _, f := range strings.Fields(string(b)) {
-		v, err := strconv.ParseInt(f, 10, 64)
-		if err != nil {
-			continue // a damaged line must not stop captures forever
+		if v, err := strconv.ParseInt(f, 10, 64); err == nil {
+			out = append(out, v) // a damaged line must not stop captures forever
 		}
-		out = append(out, v)
 	}
-	return out, nil
+	return out
 }
 
 func (r RateLimiter) recent(now time.Time) []int64 {
-	all, _ := r.load()
 	cut := now.Add(-r.Window).Unix()
 	var keep []int64
-	for _, t := range all {
+	for _, t := range r.load() {
 		if t > cut && t <= now.Unix()+60 {
 			keep = append(keep, t)
 		}
@@ -57,17 +78,41 @@ func (r RateLimiter) recent(now time.Time) []int64 {
 	return keep
 }
 
-// Allow reports whether another capture fits in the window now. An unreadable file allows it.
-func (r RateLimiter) Allow(now time.Time) bool {
-	return len(r.recent(now)) < r.Count
-}
-
-// Record adds a capture at now.
-func (r RateLimiter) Record(now time.Time) error {
-	keep := append(r.recent(now), now.Unix())
+func (r RateLimiter) save(ts []int64) error {
 	var sb strings.Builder
-	for _, t := range keep {
+	for _, t := range ts {
 		fmt.Fprintf(&sb, "%d\n", t)
 	}
 	return staging.WriteFileAtomic(r.Path, []byte(sb.String()))
+}
+
+// Reserve takes a slot at now, or returns ErrRateLimited. The returned release gives the slot
+// back (call it when the capture failed).
+func (r RateLimiter) Reserve(now time.Time, deadline time.Time) (release func(), err error) {
+	l, err := r.lock(deadline)
+	if err != nil {
+		return nil, err
+	}
+	defer l.Close()
+	ts := r.recent(now)
+	if len(ts) >= r.Count {
+		return nil, fmt.Errorf("%w: %d cores in %v", ErrRateLimited, r.Count, r.Window)
+	}
+	if err := r.save(append(ts, now.Unix())); err != nil {
+		return nil, fmt.Errorf("rate limit state: %w", err)
+	}
+	return func() {
+		l, err := r.lock(time.Now().Add(2 * time.Second))
+		if err != nil {
+			return
+		}
+		defer l.Close()
+		ts := r.recent(now)
+		for i, t := range ts {
+			if t == now.Unix() {
+				r.save(append(ts[:i:i], ts[i+1:]...))
+				return
+			}
+		}
+	}, nil
 }
