@@ -73,6 +73,7 @@ const (
 	failStatus           // answer status
 	hang                 // never answer; return when the request's context ends
 	delay                // wait, then answer normally
+	hangAfter            // process the request, then never send the answer
 )
 
 type fault struct {
@@ -154,6 +155,10 @@ func (s *Server) Fail(k Kind, n, status int) {
 // request's context ends (the client gave up) or the server closes.
 func (s *Server) Hang(k Kind, n int) { s.addFault(k, &fault{mode: hang, left: n}) }
 
+// HangAfter makes the next n requests of kind k take effect (a commit is recorded) but never
+// answers them: the client cannot know it succeeded and must send again.
+func (s *Server) HangAfter(k Kind, n int) { s.addFault(k, &fault{mode: hangAfter, left: n}) }
+
 // Delay makes the next n requests of kind k wait d, then answer normally.
 func (s *Server) Delay(k Kind, n int, d time.Duration) {
 	s.addFault(k, &fault{mode: delay, wait: d, left: n})
@@ -219,6 +224,18 @@ func (s *Server) violate(format string, args ...any) {
 // arrive counts a request and applies the next fault of its kind. It reports whether the
 // handler should go on.
 func (s *Server) arrive(k Kind, w http.ResponseWriter, r *http.Request) bool {
+	_, ok := s.arriveFault(k, w, r)
+	return ok
+}
+
+// discardResponse swallows an answer.
+type discardResponse struct{ header http.Header }
+
+func (d *discardResponse) Header() http.Header         { return d.header }
+func (d *discardResponse) Write(b []byte) (int, error) { return len(b), nil }
+func (d *discardResponse) WriteHeader(int)             {}
+
+func (s *Server) arriveFault(k Kind, w http.ResponseWriter, r *http.Request) (fault, bool) {
 	s.mu.Lock()
 	s.requests[k]++
 	var f fault
@@ -234,26 +251,26 @@ func (s *Server) arrive(k Kind, w http.ResponseWriter, r *http.Request) bool {
 	case failStatus:
 		io.Copy(io.Discard, r.Body)
 		writeJSON(w, f.status, map[string]any{"error": map[string]any{"message": fmt.Sprintf("injected %d for %s", f.status, k)}})
-		return false
+		return f, false
 	case hang:
 		select {
 		case <-r.Context().Done():
 		case <-s.quit:
 			w.WriteHeader(http.StatusServiceUnavailable)
 		}
-		return false
+		return f, false
 	case delay:
 		t := time.NewTimer(f.wait)
 		defer t.Stop()
 		select {
 		case <-t.C:
 		case <-r.Context().Done():
-			return false
+			return f, false
 		case <-s.quit:
-			return false
+			return f, false
 		}
 	}
-	return true
+	return f, true
 }
 
 func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
@@ -277,8 +294,19 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		s.violate("%s %s: Content-Type %q, want application/json", r.Method, r.URL.Path, ct)
 		bad = true
 	}
-	if !s.arrive(k, w, r) {
+	f, ok := s.arriveFault(k, w, r)
+	if !ok {
 		return
+	}
+	if f.mode == hangAfter {
+		// Do the work into a discarded response, then keep the client waiting.
+		w = &discardResponse{header: http.Header{}}
+		defer func() {
+			select {
+			case <-r.Context().Done():
+			case <-s.quit:
+			}
+		}()
 	}
 	if bad {
 		writeJSON(w, http.StatusBadRequest, map[string]any{"error": "bad request"})
