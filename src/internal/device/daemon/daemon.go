@@ -400,5 +400,7 @@ func (d *Daemon) stopHTTP() {
 	d.http = nil
 }
 
+func (d *Daemon) stagingDir() staging.Dir { return staging.ForTmpDir(d.Config().TmpDir) }
+
 // HTTPAddr is the address the local API listens on.
 func (d *Daemon) HTTPAddr() string { return d.httpAddr }

@@ -210,6 +210,28 @@ func TestEndToEnd(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Contains(t, out, "Data collection is already enabled")
 
+	// Device attributes, exported offline instead of uploaded.
+	out, err = r.ctl("write-attributes", "fw_channel=beta", "boots=42", "ratio=0.5", "ok=true")
+	require.NoError(t, err, out)
+	staged = r.waitStaged(1)
+	m, err := staged[0].ReadManifest()
+	require.NoError(t, err)
+	require.Equal(t, protocol.ManifestTypeAttributes, m.Type)
+	var attrs protocol.AttributesPayload
+	require.NoError(t, m.DecodeMetadata(&attrs))
+	require.Equal(t, []protocol.Attribute{{Key: "fw_channel", Value: "beta"}, {Key: "boots", Value: float64(42)},
+		{Key: "ratio", Value: 0.5}, {Key: "ok", Value: true}}, attrs.Attributes)
+	export := filepath.Join(r.dir, "export.zip")
+	out, err = r.ctl("export", "-n", "-o", export)
+	require.NoError(t, err, out)
+	zb, err := os.ReadFile(export)
+	require.NoError(t, err)
+	require.Contains(t, string(zb), staged[0].UUID+"/manifest.json")
+	require.Len(t, r.staged(), 1, "-n keeps the data")
+	out, err = r.ctl("export", "-o", export)
+	require.NoError(t, err, out)
+	require.Empty(t, r.staged(), "export deletes what it wrote")
+
 	out, err = r.ctl("disable-data-collection")
 	require.NoError(t, err, out)
 	require.Contains(t, out, "Disabling data collection")
@@ -221,6 +243,14 @@ func TestEndToEnd(t *testing.T) {
 
 	r.stop()
 	require.Equal(t, previous, kerneltest.Pattern(t), "stopping the daemon keeps the restored pattern")
+
+	out, err = r.ctl("sync")
+	require.Error(t, err)
+	require.Equal(t, 3, err.(*exec.ExitError).ExitCode())
+	require.Contains(t, out, "memfaultd is not running")
+	out, err = r.ctl("frobnicate")
+	require.Error(t, err)
+	require.Contains(t, out, `unknown command "frobnicate"`)
 }
 
 // TestKillDuringUpload: memfaultd is killed (SIGKILL) while its commit is in flight and the
