@@ -115,6 +115,13 @@ type Server struct {
 
 // New starts a server expecting projectKey; it is closed when the test ends.
 func New(tb testing.TB, projectKey string) *Server {
+	s := Start(projectKey)
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a server expecting projectKey; the caller closes it.
+func Start(projectKey string) *Server {
 	s := &Server{
 		ProjectKey: projectKey,
 		quit:       make(chan struct{}),
@@ -126,7 +133,6 @@ func New(tb testing.TB, projectKey string) *Server {
 	s.api = httptest.NewServer(http.HandlerFunc(s.serveAPI))
 	s.storage = httptest.NewServer(http.HandlerFunc(s.servePut))
 	s.URL, s.StorageURL = s.api.URL, s.storage.URL
-	tb.Cleanup(s.Close)
 	return s
 }
 
