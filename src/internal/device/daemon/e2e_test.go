@@ -349,3 +349,45 @@ func TestDiskFullInTmpDir(t *testing.T) {
 	require.NoError(t, err, out)
 	require.Nil(t, r.daemon.ProcessState, "memfaultd still running")
 }
+
+// TestDaemonizeAndRefusal runs the real binary: --daemonize returns once the daemon serves,
+// a second start is refused, SIGTERM stops it; a broken configuration is refused at start
+// with the file, key and value named. Data collection is off, so core_pattern is not touched.
+func TestDaemonizeAndRefusal(t *testing.T) {
+	dir := kerneltest.ShortTempDir(t)
+	bin := kerneltest.BuildMemfaultd(t, dir)
+	cfg := filepath.Join(dir, "c.json")
+	pidFile := filepath.Join(dir, "memfaultd.pid")
+	require.NoError(t, os.WriteFile(cfg, []byte(fmt.Sprintf(`{"persist_dir": %q, "http_server": {"bind_address": %q}}`,
+		filepath.Join(dir, "persist"), freeAddr(t))), 0o644))
+
+	start := time.Now()
+	out, err := exec.Command(bin, "-c", cfg, "--pidfile", pidFile, "--daemonize").CombinedOutput()
+	require.NoError(t, err, string(out))
+	require.Less(t, time.Since(start), 10*time.Second)
+	pid, err := ReadPidFile(pidFile)
+	require.NoError(t, err)
+	defer syscall.Kill(pid, syscall.SIGKILL)
+	require.NotEqual(t, os.Getpid(), pid)
+	sid, err := syscall.Getpgid(pid)
+	require.NoError(t, err)
+	require.Equal(t, pid, sid, "the daemon leads its own session")
+
+	out, err = exec.Command(bin, "-c", cfg, "--pidfile", pidFile).CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(out), fmt.Sprintf("already running as pid %d", pid))
+
+	require.NoError(t, syscall.Kill(pid, syscall.SIGTERM))
+	require.Eventually(t, func() bool { _, err := os.Stat(pidFile); return os.IsNotExist(err) }, 5*time.Second, 10*time.Millisecond)
+
+	bad := filepath.Join(dir, "bad.json")
+	require.NoError(t, os.WriteFile(bad, []byte(`{"coredump": {"rate_limit_count": 0}}`), 0o644))
+	out, err = exec.Command(bin, "-c", bad, "--pidfile", pidFile).CombinedOutput()
+	require.Error(t, err)
+	require.Equal(t, 1, err.(*exec.ExitError).ExitCode())
+	require.Contains(t, string(out), "refusing to start")
+	require.Contains(t, string(out), "coredump.rate_limit_count")
+	require.Contains(t, string(out), "bad.json")
+	_, err = os.Stat(pidFile)
+	require.ErrorIs(t, err, os.ErrNotExist)
+}
