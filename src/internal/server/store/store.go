@@ -1,0 +1,216 @@
+// Package store keeps memfault-server's state: a SQLite database (pure Go, no cgo) for
+// uploads, entries, cores, symbols and issues, and content-addressed blobs on disk. Schema
+// changes are numbered migrations applied at open.
+package store
+
+import (
+	"context"
+	"crypto/sha256"
+	"database/sql"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// Store is one server's state directory: db.sqlite and blobs/.
+type Store struct {
+	DB  *sql.DB
+	dir string
+}
+
+// ErrTooLarge is returned when a blob exceeds its limit.
+var ErrTooLarge = errors.New("too large")
+
+// ErrNotFound is returned for missing rows and blobs.
+var ErrNotFound = errors.New("not found")
+
+// Open opens (creating if needed) the state in dir and migrates the schema.
+func Open(dir string) (*Store, error) {
+	if err := os.MkdirAll(filepath.Join(dir, "blobs", "tmp"), 0o755); err != nil {
+		return nil, err
+	}
+	dsn := "file:" + filepath.Join(dir, "db.sqlite") + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, err
+	}
+	// One writer at a time is what SQLite does anyway; a small pool serves readers.
+	db.SetMaxOpenConns(4)
+	s := &Store{DB: db, dir: dir}
+	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("migrate %s: %w", dir, err)
+	}
+	return s, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error { return s.DB.Close() }
+
+// migrations are applied in order; each runs once, in its own transaction.
+var migrations = []string{
+	// 1: the first schema.
+	`CREATE TABLE uploads (
+		token TEXT PRIMARY KEY,
+		kind TEXT NOT NULL,            -- "mar" or "symbols"
+		size INTEGER NOT NULL,
+		blob TEXT,                     -- set once the PUT arrived
+		created INTEGER NOT NULL,
+		committed INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE TABLE entries (
+		uuid TEXT PRIMARY KEY,
+		type TEXT NOT NULL,
+		device_serial TEXT NOT NULL,
+		manifest TEXT NOT NULL,
+		received INTEGER NOT NULL,
+		arrivals INTEGER NOT NULL DEFAULT 1
+	);
+	CREATE TABLE cores (
+		id INTEGER PRIMARY KEY,
+		entry_uuid TEXT NOT NULL UNIQUE REFERENCES entries(uuid),
+		blob TEXT NOT NULL,
+		compression TEXT NOT NULL,
+		device_serial TEXT NOT NULL,
+		hardware_version TEXT NOT NULL,
+		software_type TEXT NOT NULL,
+		software_version TEXT NOT NULL,
+		captured INTEGER NOT NULL,
+		received INTEGER NOT NULL,
+		status TEXT NOT NULL DEFAULT 'pending', -- pending, done, failed
+		error TEXT NOT NULL DEFAULT '',
+		attempts INTEGER NOT NULL DEFAULT 0,
+		issue_id INTEGER REFERENCES issues(id),
+		symbols_missing INTEGER NOT NULL DEFAULT 0,
+		trace TEXT NOT NULL DEFAULT ''
+	);
+	CREATE INDEX cores_status ON cores(status);
+	CREATE INDEX cores_issue ON cores(issue_id);
+	CREATE TABLE core_missing_symbols (
+		core_id INTEGER NOT NULL REFERENCES cores(id) ON DELETE CASCADE,
+		build_id TEXT NOT NULL,
+		PRIMARY KEY (core_id, build_id)
+	);
+	CREATE INDEX missing_build ON core_missing_symbols(build_id);
+	CREATE TABLE symbols (
+		build_id TEXT PRIMARY KEY,
+		blob TEXT NOT NULL,
+		name TEXT NOT NULL,
+		size INTEGER NOT NULL,
+		added INTEGER NOT NULL
+	);
+	CREATE TABLE issues (
+		id INTEGER PRIMARY KEY,
+		fingerprint TEXT NOT NULL UNIQUE,
+		title TEXT NOT NULL,
+		signal TEXT NOT NULL,
+		fingerprint_frames TEXT NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL,
+		symbols_missing INTEGER NOT NULL DEFAULT 0
+	);`,
+}
+
+func (s *Store) migrate(ctx context.Context) error {
+	if _, err := s.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var have int
+	if err := s.DB.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&have); err != nil {
+		return err
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("database schema version %d is newer than this server (%d)", have, len(migrations))
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		tx, err := s.DB.BeginTx(ctx, nil)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v-1]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migration %d: %w", v, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_migrations VALUES (?, ?)`, v, time.Now().Unix()); err != nil {
+			tx.Rollback()
+			return err
+		}
+		if err := tx.Commit(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// SchemaVersion is the number of applied migrations.
+func (s *Store) SchemaVersion() (int, error) {
+	var v int
+	err := s.DB.QueryRow(`SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (s *Store) blobPath(hash string) string {
+	return filepath.Join(s.dir, "blobs", hash[:2], hash)
+}
+
+// PutBlob stores at most max bytes from r under their SHA-256 and returns the hash and size.
+// More than max bytes is ErrTooLarge and nothing is kept. Storing the same bytes twice keeps
+// one copy.
+func (s *Store) PutBlob(r io.Reader, max int64) (string, int64, error) {
+	tmp, err := os.CreateTemp(filepath.Join(s.dir, "blobs", "tmp"), "put-")
+	if err != nil {
+		return "", 0, err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	h := sha256.New()
+	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, max+1))
+	if err != nil {
+		return "", 0, err
+	}
+	if n > max {
+		return "", 0, fmt.Errorf("blob over %d bytes: %w", max, ErrTooLarge)
+	}
+	if err := tmp.Sync(); err != nil {
+		return "", 0, err
+	}
+	hash := hex.EncodeToString(h.Sum(nil))
+	p := s.blobPath(hash)
+	if _, err := os.Stat(p); err == nil {
+		return hash, n, nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return "", 0, err
+	}
+	if err := tmp.Close(); err != nil {
+		return "", 0, err
+	}
+	if err := os.Rename(tmp.Name(), p); err != nil {
+		return "", 0, err
+	}
+	return hash, n, nil
+}
+
+// OpenBlob opens a stored blob.
+func (s *Store) OpenBlob(hash string) (*os.File, error) {
+	if len(hash) != 64 {
+		return nil, fmt.Errorf("blob %q: %w", hash, ErrNotFound)
+	}
+	f, err := os.Open(s.blobPath(hash))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("blob %s: %w", hash, ErrNotFound)
+	}
+	return f, err
+}
+
+// BlobPath is the file of a stored blob.
+func (s *Store) BlobPath(hash string) string { return s.blobPath(hash) }
+
+// TempDir is a directory for scratch files on the same file system as the blobs.
+func (s *Store) TempDir() string { return filepath.Join(s.dir, "blobs", "tmp") }
