@@ -144,3 +144,25 @@ func TestParseNotes(t *testing.T) {
 	_, err = ParseNotes(good[:7], bo)
 	require.ErrorContains(t, err, "header needs 12")
 }
+
+// TestFileBuildID checks the build-id reader against eu-readelf on every fixture binary.
+func TestFileBuildID(t *testing.T) {
+	if _, err := exec.LookPath("eu-readelf"); err != nil {
+		t.Skip("eu-readelf not installed")
+	}
+	bins, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "cores", "*", "threads"))
+	require.NotEmpty(t, bins)
+	for _, p := range bins {
+		f, err := os.Open(p)
+		require.NoError(t, err)
+		st, _ := f.Stat()
+		id, err := FileBuildID(f, st.Size())
+		f.Close()
+		require.NoError(t, err)
+		out, err := exec.Command("eu-readelf", "-n", p).CombinedOutput()
+		require.NoError(t, err)
+		require.Contains(t, string(out), "Build ID: "+id, p)
+	}
+	_, err := FileBuildID(strings.NewReader("not elf"), 7)
+	require.Error(t, err)
+}

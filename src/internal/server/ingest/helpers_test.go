@@ -9,7 +9,9 @@ import (
 	"testing"
 )
 
-func flateWriter(w io.Writer) (io.WriteCloser, error) { return flate.NewWriter(w, flate.BestCompression) }
+func flateWriter(w io.Writer) (io.WriteCloser, error) {
+	return flate.NewWriter(w, flate.BestCompression)
+}
 
 func basic(user, pass string) string {
 	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
