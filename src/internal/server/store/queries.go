@@ -162,6 +162,25 @@ func (s *Store) PendingCores(ctx context.Context, n int) ([]int64, error) {
 	return ids, rows.Err()
 }
 
+// ClaimCore takes a pending core for analysis; false when another worker has it.
+func (s *Store) ClaimCore(ctx context.Context, id int64) (bool, error) {
+	res, err := s.DB.ExecContext(ctx, `UPDATE cores SET status = 'running' WHERE id = ? AND status = 'pending'`, id)
+	if err != nil {
+		return false, err
+	}
+	n, err := res.RowsAffected()
+	return n == 1, err
+}
+
+// ResetRunning puts cores that were being analysed when the server stopped back in the queue.
+func (s *Store) ResetRunning(ctx context.Context) (int64, error) {
+	res, err := s.DB.ExecContext(ctx, `UPDATE cores SET status = 'pending' WHERE status = 'running'`)
+	if err != nil {
+		return 0, err
+	}
+	return res.RowsAffected()
+}
+
 // FailCore records that analysis failed; the core stays stored.
 func (s *Store) FailCore(ctx context.Context, id int64, msg string) error {
 	_, err := s.DB.ExecContext(ctx, `UPDATE cores SET status = 'failed', error = ?, attempts = attempts + 1 WHERE id = ?`, msg, id)
