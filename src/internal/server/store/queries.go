@@ -59,9 +59,9 @@ type Entry struct {
 
 // CoreInput is what ingestion knows about a core before analysis.
 type CoreInput struct {
-	Blob, Compression                                              string
+	Blob, Compression                                            string
 	DeviceSerial, HardwareVersion, SoftwareType, SoftwareVersion string
-	Captured                                                       time.Time
+	Captured                                                     time.Time
 }
 
 // AddEntry stores an entry, and its core when core is not nil, in one transaction. A uuid seen

@@ -65,7 +65,13 @@ func Parse(out string) []Thread {
 }
 
 // Diff describes how b differs from a, or returns "" when every thread has the same frames.
-func Diff(a, b []Thread) string {
+func Diff(a, b []Thread) string { return diff(a, b, false) }
+
+// DiffPrefix is Diff to the depth gdb reaches: b may go on past the end of a's frames (gdb
+// stops at main by default, an unwinder may continue into the C library's start code).
+func DiffPrefix(a, b []Thread) string { return diff(a, b, true) }
+
+func diff(a, b []Thread, prefix bool) string {
 	var sb strings.Builder
 	if len(a) != len(b) {
 		fmt.Fprintf(&sb, "%d threads vs %d\n", len(a), len(b))
@@ -80,9 +86,18 @@ func Diff(a, b []Thread) string {
 			fmt.Fprintf(&sb, "thread %s missing\n", t.LWP)
 			continue
 		}
+		if prefix && len(fb) > len(t.Frames) {
+			fb = fb[:len(t.Frames)]
+		}
 		if strings.Join(t.Frames, " ") != strings.Join(fb, " ") {
 			fmt.Fprintf(&sb, "thread %s:\n  want %v\n  got  %v\n", t.LWP, t.Frames, fb)
 		}
 	}
 	return sb.String()
+}
+
+// Sorted orders threads by LWP as Parse does.
+func Sorted(threads []Thread) []Thread {
+	sort.Slice(threads, func(i, j int) bool { return threads[i].LWP < threads[j].LWP })
+	return threads
 }

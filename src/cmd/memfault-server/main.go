@@ -1,0 +1,124 @@
+// memfault-server is a self-hosted endpoint for memfaultd devices and the memfault symbol
+// uploader: it ingests MAR uploads and symbol files, unwinds and symbolizes every core, groups
+// crashes into issues, and serves them as JSON (and, later, pages).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"meta-memfault-go/internal/server/group"
+	"meta-memfault-go/internal/server/ingest"
+	"meta-memfault-go/internal/server/store"
+	"meta-memfault-go/internal/server/symstore"
+	"meta-memfault-go/internal/server/ui"
+	"meta-memfault-go/internal/server/worker"
+)
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	fs := flag.NewFlagSet("memfault-server", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:8080", "address to serve on")
+	data := fs.String("data", "memfault-server-data", "state directory (SQLite database and blobs)")
+	cfg := ingest.DefaultConfig()
+	fs.StringVar(&cfg.ProjectKey, "project-key", os.Getenv("MEMFAULT_PROJECT_KEY"), "project key devices send (env MEMFAULT_PROJECT_KEY)")
+	fs.StringVar(&cfg.Org, "org", "org", "organization slug of the symbols API")
+	fs.StringVar(&cfg.Project, "project", "project", "project slug of the symbols API")
+	fs.StringVar(&cfg.OrgToken, "org-token", os.Getenv("MEMFAULT_ORG_TOKEN"), "organization auth token for symbol uploads (env MEMFAULT_ORG_TOKEN)")
+	fs.StringVar(&cfg.PublicURL, "public-url", "", "URL devices and CI use to reach this server (default http://<listen>)")
+	fs.Int64Var(&cfg.MaxUpload, "max-upload", cfg.MaxUpload, "largest upload accepted, bytes")
+	fs.StringVar(&cfg.Resolution, "sampling", "normal", "debugging resolution handed to devices: off, low, normal, high")
+	var symbolsDirs multi
+	fs.Var(&symbolsDirs, "symbols-dir", "index ELF files under this directory by build-id (repeatable)")
+	wcfg := worker.Config{}
+	fs.IntVar(&wcfg.Workers, "workers", 2, "cores analysed at once")
+	fs.DurationVar(&wcfg.JobTimeout, "job-timeout", 60*time.Second, "time budget of one core's analysis")
+	fs.Int64Var(&wcfg.MaxCoreSize, "max-core-size", 1<<30, "largest uncompressed core analysed, bytes")
+	verbose := fs.Bool("v", false, "debug logs")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.ProjectKey == "" {
+		fmt.Fprintln(os.Stderr, "memfault-server: --project-key (or MEMFAULT_PROJECT_KEY) is required")
+		return 2
+	}
+	switch cfg.Resolution {
+	case "off", "low", "normal", "high":
+	default:
+		fmt.Fprintf(os.Stderr, "memfault-server: --sampling %q: want off, low, normal or high\n", cfg.Resolution)
+		return 2
+	}
+
+	st, err := store.Open(*data)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memfault-server: %v\n", err)
+		return 1
+	}
+	defer st.Close()
+	syms, err := symstore.New(st, symbolsDirs, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memfault-server: %v\n", err)
+		return 1
+	}
+	g, err := group.New(group.DefaultRules())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memfault-server: %v\n", err)
+		return 1
+	}
+	w := worker.New(wcfg, st, syms, g, log)
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memfault-server: %v\n", err)
+		return 1
+	}
+	if cfg.PublicURL == "" {
+		cfg.PublicURL = "http://" + ln.Addr().String()
+	}
+	mux := http.NewServeMux()
+	ingest.New(cfg, st, ingest.Hooks{
+		CoreStored:   func(int64) { w.Wake() },
+		SymbolsAdded: func(id string) { syms.Forget(id); w.Wake() },
+	}, log).Register(mux)
+	ui.NewAPI(st, log).Register(mux)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	go w.Run(ctx)
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	fmt.Printf("memfault-server listening on %s (data in %s)\n", cfg.PublicURL, *data)
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		fmt.Fprintf(os.Stderr, "memfault-server: %v\n", err)
+		return 1
+	}
+	return 0
+}

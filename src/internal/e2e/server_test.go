@@ -1,0 +1,289 @@
+// Package e2e holds tests that cross the wings: what a device captures and uploads, the real
+// memfault-server binary ingests, unwinds, symbolizes and groups; gdb on the kernel's full core
+// is the oracle. Test files only.
+package e2e
+
+import (
+	"bufio"
+	"bytes"
+	"compress/gzip"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"meta-memfault-go/internal/device/config"
+	"meta-memfault-go/internal/device/handler"
+	"meta-memfault-go/internal/device/procfs"
+	"meta-memfault-go/internal/device/staging"
+	"meta-memfault-go/internal/device/upload"
+	"meta-memfault-go/internal/elfcore"
+	"meta-memfault-go/internal/testutil/gdbbt"
+	"meta-memfault-go/internal/testutil/kerneltest"
+)
+
+const projectKey = "e2e-key"
+
+// server is a running memfault-server binary.
+type server struct {
+	url string
+	cmd *exec.Cmd
+	log *bytes.Buffer
+}
+
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "memfault-server")
+	out, err := exec.Command("go", "build", "-o", bin, "meta-memfault-go/cmd/memfault-server").CombinedOutput()
+	require.NoError(t, err, string(out))
+	return bin
+}
+
+func startServer(t *testing.T, bin string, args ...string) *server {
+	t.Helper()
+	s := &server{log: &bytes.Buffer{}}
+	s.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--project-key", projectKey,
+		"--org", "acme", "--project", "widget", "--org-token", "tok"}, args...)...)
+	s.cmd.Stderr = s.log
+	stdout, err := s.cmd.StdoutPipe()
+	require.NoError(t, err)
+	require.NoError(t, s.cmd.Start())
+	t.Cleanup(func() {
+		s.cmd.Process.Signal(os.Interrupt)
+		s.cmd.Wait()
+		if t.Failed() {
+			t.Logf("server log:\n%s", s.log)
+		}
+	})
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	require.NoError(t, err, s.log.String())
+	_, err = fmt.Sscanf(line, "memfault-server listening on %s", &s.url)
+	require.NoError(t, err, line)
+	return s
+}
+
+func (s *server) get(t *testing.T, path string, v any) {
+	t.Helper()
+	resp, err := http.Get(s.url + path)
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode, path)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(v))
+}
+
+type apiFrame struct {
+	Function string `json:"function"`
+	Inlined  bool   `json:"inlined"`
+	Method   string `json:"method"`
+	Symbols  string `json:"symbols"`
+	PC       string `json:"pc"`
+}
+type apiThread struct {
+	TID     int        `json:"tid"`
+	Crashed bool       `json:"crashed"`
+	Frames  []apiFrame `json:"frames"`
+	Stop    string     `json:"stop"`
+}
+type apiIssue struct {
+	ID             int64    `json:"id"`
+	Title          string   `json:"title"`
+	Occurrences    int      `json:"occurrences"`
+	Devices        int      `json:"devices"`
+	Versions       []string `json:"software_versions"`
+	SymbolsMissing bool     `json:"symbols_missing"`
+}
+
+// waitIssues waits until n cores are analysed and returns the issues.
+func (s *server) waitIssues(t *testing.T, cores int) []apiIssue {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var st struct {
+			Cores map[string]int `json:"cores"`
+		}
+		s.get(t, "/api/v1/status", &st)
+		if st.Cores["done"]+st.Cores["failed"] >= cores && st.Cores["pending"]+st.Cores["running"] == 0 {
+			require.Zero(t, st.Cores["failed"], "failed analyses; server log:\n%s", s.log)
+			var out struct{ Issues []apiIssue }
+			s.get(t, "/api/v1/issues", &out)
+			return out.Issues
+		}
+		require.True(t, time.Now().Before(deadline), "cores not analysed: %v", st.Cores)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func (s *server) latestThreads(t *testing.T, issue int64) []apiThread {
+	var out struct {
+		Latest struct {
+			Trace struct {
+				Threads []apiThread `json:"threads"`
+			} `json:"trace"`
+		} `json:"latest"`
+	}
+	s.get(t, fmt.Sprintf("/api/v1/issues/%d", issue), &out)
+	return out.Latest.Trace.Threads
+}
+
+func fixtureCore(t *testing.T, arch string) []byte {
+	f, err := os.Open(filepath.Join(kerneltest.ModuleRoot(t), "testdata", "cores", arch, "core.gz"))
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	b, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	return b
+}
+
+// capture runs the real core handler on a full kernel core (the core standing in for
+// /proc/<pid>/mem) and stages the result under persist.
+func capture(t *testing.T, full []byte, persist, strategy, serial, version string) {
+	t.Helper()
+	cfgPath := filepath.Join(t.TempDir(), "memfaultd.conf")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`{"persist_dir": %q, "enable_data_collection": true,
+		"enable_dev_mode": true, "project_key": %q, "tmp_dir_min_headroom_kib": 0,
+		"coredump": {"capture_strategy": {"type": %q}}}`, persist, projectKey, strategy)), 0o644))
+	cfg, err := config.Load(cfgPath)
+	require.NoError(t, err)
+	c, err := elfcore.ReadCore(bytes.NewReader(full), elfcore.DefaultLimits)
+	require.NoError(t, err)
+	env := &handler.Env{
+		Config: cfg,
+		Device: config.DeviceInfo{DeviceID: serial, HardwareVersion: "evt", SoftwareType: "main", SoftwareVersion: version},
+		Args:   handler.Args{PID: 1 << 30, Comm: "threads"},
+		Core:   bytes.NewReader(full),
+		Proc:   procfs.FS{Root: t.TempDir()},
+		Log:    handler.NewLogger(io.Discard),
+		Now:    time.Now,
+		Memory: elfcore.NewSegmentMemory(bytes.NewReader(full), c.Progs),
+	}
+	_, err = handler.Run(context.Background(), env)
+	require.NoError(t, err)
+}
+
+// deliver uploads everything staged under persist with memfaultd's upload client.
+func deliver(t *testing.T, s *server, persist, serial, version string) {
+	t.Helper()
+	c := upload.New(upload.Options{BaseURL: s.url, ProjectKey: projectKey, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Device: config.DeviceInfo{DeviceID: serial, HardwareVersion: "evt", SoftwareType: "main", SoftwareVersion: version}})
+	rep, err := c.UploadStaged(context.Background(), staging.ForTmpDir(persist), 10<<20, nil)
+	require.NoError(t, err)
+	require.NotZero(t, rep.Uploaded)
+}
+
+type fixture struct {
+	arch    string
+	sysroot string   // for gdb
+	libs    []string // --symbols-dir entries for the libraries the core used
+}
+
+var fixtures = []fixture{
+	{"x86_64", "", []string{"/lib/x86_64-linux-gnu", "/usr/lib/debug/.build-id"}},
+	{"aarch64", "/usr/aarch64-linux-gnu", []string{"/usr/aarch64-linux-gnu/lib"}},
+	{"armhf", "/usr/arm-linux-gnueabihf", []string{"/usr/arm-linux-gnueabihf/lib"}},
+	{"i386", "/", nil},
+}
+
+// TestFidelityFixtures: for every fixture core, captured with threads and with
+// kernel_selection, uploaded by memfaultd's client and analysed by memfault-server, the
+// server's frames name the same functions per thread as gdb on the kernel's full core.
+func TestFidelityFixtures(t *testing.T) {
+	if _, err := exec.LookPath("gdb-multiarch"); err != nil {
+		t.Skip("gdb-multiarch not installed")
+	}
+	bin := buildServer(t)
+	for _, fx := range fixtures {
+		t.Run(fx.arch, func(t *testing.T) {
+			dirs := []string{"--symbols-dir", filepath.Join(kerneltest.ModuleRoot(t), "testdata", "cores", fx.arch)}
+			for _, l := range fx.libs {
+				if _, err := os.Stat(l); err == nil {
+					dirs = append(dirs, "--symbols-dir", l)
+				}
+			}
+			s := startServer(t, bin, dirs...)
+			full := fixtureCore(t, fx.arch)
+			for i, strategy := range []string{"threads", "kernel_selection"} {
+				persist := t.TempDir()
+				capture(t, full, persist, strategy, "dev-"+strategy, "1.0")
+				deliver(t, s, persist, "dev-"+strategy, "1.0")
+				issues := s.waitIssues(t, i+1)
+				require.Len(t, issues, 1, "both strategies give the same issue")
+			}
+			issues := s.waitIssues(t, 2)
+			require.Equal(t, 2, issues[0].Occurrences)
+			require.Equal(t, 2, issues[0].Devices)
+			require.Contains(t, issues[0].Title, "crash_segv")
+
+			fullPath := filepath.Join(t.TempDir(), "core")
+			require.NoError(t, os.WriteFile(fullPath, full, 0o600))
+			exe := filepath.Join(kerneltest.ModuleRoot(t), "testdata", "cores", fx.arch, "threads")
+			want, raw, err := gdbbt.Backtraces(context.Background(), exe, fullPath, fx.sysroot)
+			require.NoError(t, err)
+			got := toGDB(s.latestThreads(t, issues[0].ID))
+			want = withoutTailCallFrames(t, want, got)
+			if d := gdbbt.DiffPrefix(want, got); d != "" {
+				t.Errorf("server frames differ from gdb's:\n%s\ngdb:\n%s", d, raw)
+			}
+		})
+	}
+}
+
+// gdbTailCallFrames are frames gdb synthesizes from DWARF call-site information
+// (DW_TAG_call_site with DW_AT_call_tail_call in libc6-dbg): functions that tail-called the
+// next frame and so are not on the stack. Our unwinder does not synthesize them yet (a
+// remaining point of the server issue); the unwind package's fixture test identifies them
+// by the missing call instruction before their pc.
+var gdbTailCallFrames = map[string]bool{"__GI___futex_abstimed_wait_cancelable64": true}
+
+func withoutTailCallFrames(t *testing.T, want, got []gdbbt.Thread) []gdbbt.Thread {
+	have := map[string]bool{}
+	for _, th := range got {
+		for _, f := range th.Frames {
+			have[f] = true
+		}
+	}
+	out := make([]gdbbt.Thread, len(want))
+	for i, th := range want {
+		out[i].LWP = th.LWP
+		for _, f := range th.Frames {
+			if gdbTailCallFrames[f] && !have[f] {
+				t.Logf("thread %s: gdb's synthesized tail-call frame %s not compared", th.LWP, f)
+				continue
+			}
+			out[i].Frames = append(out[i].Frames, f)
+		}
+	}
+	return out
+}
+
+// toGDB reduces the server's threads to what gdbbt compares: names per frame ("??" where
+// gdb would print no name).
+func toGDB(threads []apiThread) []gdbbt.Thread {
+	var out []gdbbt.Thread
+	for _, th := range threads {
+		g := gdbbt.Thread{LWP: fmt.Sprint(th.TID)}
+		for _, f := range th.Frames {
+			name := f.Function
+			if name == "" {
+				name = "??"
+			}
+			if i := strings.IndexAny(name, "("); i > 0 {
+				name = name[:i]
+			}
+			g.Frames = append(g.Frames, name)
+		}
+		out = append(out, g)
+	}
+	return gdbbt.Sorted(out)
+}

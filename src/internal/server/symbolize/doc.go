@@ -1,0 +1,20 @@
+// Package symbolize turns link-time addresses of one ELF file into source
+// frames (function, file, line, inlined calls), as gdb would print them.
+//
+// It reads DWARF 2-5 (.debug_info through the standard library's
+// debug/dwarf; line programs with its own decoder), compressed debug sections
+// (SHF_COMPRESSED zlib/zstd and .zdebug), split debug files made by
+// objcopy --only-keep-debug, and falls back to .symtab/.dynsym. Names are
+// demangled for C++ and Rust (legacy and v0).
+//
+// Trust: the input may be hostile. Every size and count read from the file is
+// checked against the bytes present before it is used to allocate;
+// decompressed sections are limited to maxCompressionRatio times their
+// compressed size and maxDebugBytes in total. Malformed data is an error,
+// never a panic. Work per Lookup is logarithmic in the unit's tables except
+// where ranges overlap, which is linear in the overlapping ranges.
+//
+// Indexes: compile-unit ranges are read and sorted at open; each unit's line
+// table and function/inline tree are built on the first lookup inside it and
+// cached. See README.md for the rules taken from gdb.
+package symbolize

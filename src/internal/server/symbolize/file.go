@@ -1,0 +1,304 @@
+package symbolize
+
+import (
+	"debug/elf"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+)
+
+// ErrNoSymbol is returned by Lookup when neither DWARF nor a symbol table
+// covers the address.
+var ErrNoSymbol = errors.New("no symbol covers the address")
+
+// File is one ELF file, parsed once. Its methods are safe for concurrent use.
+type File struct {
+	buildID string
+	syms    *symtab
+	dw      *dwarfIndex // nil without .debug_info
+}
+
+// Frame is one entry of a symbolized address, see Lookup.
+type Frame struct {
+	Function   string // demangled; without parameters when it comes from DWARF, as gdb prints it
+	Mangled    string // the linkage name when it differs from Function
+	File       string // source file as recorded in DWARF (comp_dir joined when relative)
+	Line       int    // 0 when unknown
+	Column     int
+	Inlined    bool   // an inlined call inside the next frame
+	FromSymtab bool   // the name comes from .symtab/.dynsym, not DWARF
+	Offset     uint64 // address - symbol start (symtab frames)
+}
+
+// Open reads the ELF file at path. Everything Lookup needs is read here, so
+// the file is closed before Open returns.
+func Open(path string) (*File, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	f, err := NewFile(fh)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, nil
+}
+
+// NewFile reads an ELF file from r. It does not keep r: the symbol tables
+// and DWARF sections are copied (and decompressed) into memory.
+func NewFile(r io.ReaderAt) (*File, error) {
+	size := sizeOf(r)
+	if err := checkNameTable(r, size); err != nil {
+		return nil, err
+	}
+	ef, err := elf.NewFile(r)
+	if err != nil {
+		return nil, fmt.Errorf("read ELF: %w", err)
+	}
+	switch ef.Type {
+	case elf.ET_EXEC, elf.ET_DYN:
+	default:
+		return nil, fmt.Errorf("ELF type %v not supported (want an executable or shared object)", ef.Type)
+	}
+	f := &File{}
+	if f.syms, err = loadSymbols(r, ef, size); err != nil {
+		return nil, err
+	}
+	if f.buildID, err = readBuildID(r, ef, size); err != nil {
+		return nil, err
+	}
+	ds, err := loadDebugSections(r, ef, size)
+	if err != nil {
+		return nil, err
+	}
+	if ds != nil {
+		atZero := false
+		for _, s := range ef.Sections {
+			if s.Flags&elf.SHF_ALLOC != 0 && s.Addr == 0 && s.Size > 0 {
+				atZero = true
+			}
+		}
+		if f.dw, err = newDwarfIndex(ds, ef.ByteOrder, atZero); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// Close releases the file. Open has already closed the underlying file, so
+// Close only exists for symmetry and always returns nil.
+func (f *File) Close() error { return nil }
+
+// BuildID returns the GNU build-id in hex, or "" when the file has none.
+func (f *File) BuildID() string { return f.buildID }
+
+// Lookup returns the frames at addr (a link-time address), innermost first:
+// each inlined callee (Inlined=true) with the line inside it, then the
+// function containing the inlined chain with the line of the call site
+// (DW_AT_call_file/call_line); the last frame is never Inlined. Lines are
+// the ones gdb's "info line *addr" reports. Without DWARF for addr, it
+// returns one symbol-table frame. It returns ErrNoSymbol when nothing covers
+// addr.
+func (f *File) Lookup(addr uint64) ([]Frame, error) {
+	if f.dw != nil {
+		if u := f.dw.unitFor(addr); u != nil {
+			st, err := f.dw.stateOf(u)
+			if err != nil {
+				return nil, err
+			}
+			return f.unitFrames(u, st, addr)
+		}
+	}
+	if fr, ok := f.symtabFrame(addr); ok {
+		return []Frame{fr}, nil
+	}
+	return nil, ErrNoSymbol
+}
+
+func (f *File) unitFrames(u *unit, st *unitState, addr uint64) ([]Frame, error) {
+	var file string
+	var line, col int
+	if st.lines != nil {
+		file, line, col, _ = st.lines.lookup(addr)
+	}
+	chain := st.chain(addr)
+	if len(chain) == 0 {
+		fr, ok := f.symtabFrame(addr)
+		if !ok && line == 0 {
+			return nil, ErrNoSymbol
+		}
+		fr.File, fr.Line, fr.Column = file, line, col
+		return []Frame{fr}, nil
+	}
+	frames := make([]Frame, len(chain))
+	for i, id := range chain {
+		n := &st.nodes[id]
+		name := f.dw.nodeName(u, st, id)
+		fr := Frame{Function: name.function, Mangled: name.mangled, Inlined: n.inlined}
+		if i == 0 {
+			fr.File, fr.Line, fr.Column = file, line, col
+		} else {
+			callee := &st.nodes[chain[i-1]]
+			if st.lines != nil {
+				fr.File = st.lines.fileName(callee.callFile)
+			}
+			fr.Line, fr.Column = clampInt(callee.callLine), clampInt(callee.callCol)
+		}
+		frames[i] = fr
+	}
+	if last := &frames[len(frames)-1]; last.Function == "" {
+		if s, ok := f.symtabFrame(addr); ok {
+			last.Function, last.Mangled = s.Function, s.Mangled
+		}
+	}
+	return frames, nil
+}
+
+func clampInt(v int64) int {
+	if v < 0 || v > 1<<31-1 {
+		return 0
+	}
+	return int(v)
+}
+
+func (f *File) symtabFrame(addr uint64) (Frame, bool) {
+	s := f.syms.lookup(addr)
+	if s == nil {
+		return Frame{}, false
+	}
+	fr := Frame{Function: Demangle(s.name), FromSymtab: true, Offset: addr - s.addr}
+	if fr.Function != s.name {
+		fr.Mangled = s.name
+	}
+	return fr, true
+}
+
+// checkNameTable vets the section-name string table before debug/elf reads
+// it inside NewFile, where nothing bounds it: a compressed one would be
+// inflated to whatever size its header claims.
+func checkNameTable(r io.ReaderAt, size int64) error {
+	ident := make([]byte, 64)
+	n, err := r.ReadAt(ident, 0)
+	if n < 52 {
+		if err == nil || errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("read ELF header: %w", err)
+	}
+	var order binary.ByteOrder
+	switch elf.Data(ident[elf.EI_DATA]) {
+	case elf.ELFDATA2LSB:
+		order = binary.LittleEndian
+	case elf.ELFDATA2MSB:
+		order = binary.BigEndian
+	default:
+		return nil // debug/elf rejects it
+	}
+	var shoff, entsize uint64
+	var shnum, strndx uint64
+	is64 := elf.Class(ident[elf.EI_CLASS]) == elf.ELFCLASS64
+	if is64 {
+		if n < 64 {
+			return fmt.Errorf("read ELF header: %w", io.ErrUnexpectedEOF)
+		}
+		shoff = order.Uint64(ident[0x28:])
+		entsize, shnum, strndx = uint64(order.Uint16(ident[0x3a:])), uint64(order.Uint16(ident[0x3c:])), uint64(order.Uint16(ident[0x3e:]))
+	} else {
+		shoff = uint64(order.Uint32(ident[0x20:]))
+		entsize, shnum, strndx = uint64(order.Uint16(ident[0x2e:])), uint64(order.Uint16(ident[0x30:])), uint64(order.Uint16(ident[0x32:]))
+	}
+	if shoff == 0 || strndx == uint64(elf.SHN_UNDEF) || entsize < 40 {
+		return nil
+	}
+	readShdr := func(i uint64) (flags, off, sz uint64, link uint32, err error) {
+		b, err := readAt(r, int64(shoff+i*entsize), min(int64(entsize), 64))
+		if err != nil || shoff+i*entsize < shoff {
+			return 0, 0, 0, 0, fmt.Errorf("read section header %d: %w", i, io.ErrUnexpectedEOF)
+		}
+		if is64 {
+			return order.Uint64(b[8:]), order.Uint64(b[24:]), order.Uint64(b[32:]), order.Uint32(b[40:]), nil
+		}
+		return uint64(order.Uint32(b[8:])), uint64(order.Uint32(b[16:])), uint64(order.Uint32(b[20:])), order.Uint32(b[24:]), nil
+	}
+	if strndx == uint64(elf.SHN_XINDEX) { // the real index is section 0's sh_link
+		_, _, _, link, err := readShdr(0)
+		if err != nil {
+			return err
+		}
+		strndx = uint64(link)
+	}
+	if shnum != 0 && strndx >= shnum {
+		return nil // debug/elf rejects it
+	}
+	flags, off, sz, _, err := readShdr(strndx)
+	if err != nil {
+		return err
+	}
+	if elf.SectionFlag(flags)&elf.SHF_COMPRESSED != 0 {
+		return errors.New("compressed section name table")
+	}
+	if size >= 0 && (off > uint64(size) || sz > uint64(size)-off) {
+		return fmt.Errorf("section name table: %#x bytes at %#x extend past end of file", sz, off)
+	}
+	return nil
+}
+
+const ntGNUBuildID = 3
+
+// readBuildID finds the NT_GNU_BUILD_ID note in the note sections, or in
+// PT_NOTE segments when the file has no section headers.
+func readBuildID(r io.ReaderAt, ef *elf.File, size int64) (string, error) {
+	type region struct{ off, n uint64 }
+	var regions []region
+	for _, s := range ef.Sections {
+		if s.Type == elf.SHT_NOTE {
+			regions = append(regions, region{s.Offset, s.FileSize})
+		}
+	}
+	if len(ef.Sections) == 0 {
+		for _, p := range ef.Progs {
+			if p.Type == elf.PT_NOTE {
+				regions = append(regions, region{p.Off, p.Filesz})
+			}
+		}
+	}
+	for _, rg := range regions {
+		if size >= 0 && (rg.off > uint64(size) || rg.n > uint64(size)-rg.off) {
+			return "", fmt.Errorf("note at %#x: %#x bytes extend past end of file", rg.off, rg.n)
+		}
+		if rg.n > 1<<20 {
+			continue // no build-id note is this large
+		}
+		b, err := readAt(r, int64(rg.off), int64(rg.n))
+		if err != nil {
+			return "", fmt.Errorf("read note at %#x: %w", rg.off, err)
+		}
+		if id, ok := findBuildID(b, ef.ByteOrder); ok {
+			return id, nil
+		}
+	}
+	return "", nil
+}
+
+func findBuildID(b []byte, order binary.ByteOrder) (string, bool) {
+	for len(b) >= 12 {
+		namesz, descsz, typ := uint64(order.Uint32(b)), uint64(order.Uint32(b[4:])), order.Uint32(b[8:])
+		b = b[12:]
+		nameEnd := (namesz + 3) &^ 3
+		descEnd := (descsz + 3) &^ 3
+		if nameEnd > uint64(len(b)) || descEnd > uint64(len(b))-nameEnd {
+			return "", false
+		}
+		name := b[:namesz]
+		desc := b[nameEnd : nameEnd+descsz]
+		if typ == ntGNUBuildID && string(name) == "GNU\x00" && descsz > 0 {
+			return hex.EncodeToString(desc), true
+		}
+		b = b[nameEnd+descEnd:]
+	}
+	return "", false
+}

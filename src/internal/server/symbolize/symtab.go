@@ -1,0 +1,252 @@
+package symbolize
+
+import (
+	"debug/elf"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+// symbol is one code symbol from .symtab or .dynsym.
+type symbol struct {
+	addr, size   uint64
+	name         string
+	secLo, secHi uint64 // the section the symbol belongs to
+	isFunc       bool
+	// zeroAlias is the best zero-sized symbol at the same address as a sized
+	// one: gdb falls back to it for addresses past the sized symbol's end.
+	zeroAlias string
+}
+
+// symtab is every code symbol, one per address, sorted by address.
+// prevSized[i] is the index of the nearest symbol at or before i with a
+// non-zero size, or -1.
+type symtab struct {
+	syms      []symbol
+	prevSized []int32
+}
+
+const maxSymbolName = 1 << 16 // longer names are cut; nothing real comes close
+
+// loadSymbols reads .symtab and .dynsym. Counts come from section sizes that
+// were checked against the file, so allocation is bounded by the file.
+func loadSymbols(r io.ReaderAt, f *elf.File, fileSize int64) (*symtab, error) {
+	var all []symbol
+	budget := &debugSections{}
+	for i, s := range f.Sections {
+		if s.Type != elf.SHT_SYMTAB && s.Type != elf.SHT_DYNSYM {
+			continue
+		}
+		syms, names, err := readSymbolSection(r, f, s, fileSize, budget)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.Name, err)
+		}
+		all = append(all, syms...)
+		if s.Type == elf.SHT_DYNSYM {
+			plt, err := pltSymbols(r, f, fileSize, i, names, budget)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, plt...)
+		}
+	}
+	return newSymtab(all), nil
+}
+
+// readSymbolSection returns the code symbols of a symbol table, and the
+// name of every entry by index (for relocations).
+func readSymbolSection(r io.ReaderAt, f *elf.File, s *elf.Section, fileSize int64, budget *debugSections) ([]symbol, []string, error) {
+	entSize := uint64(elf.Sym64Size)
+	if f.Class == elf.ELFCLASS32 {
+		entSize = elf.Sym32Size
+	}
+	if s.Entsize != 0 && s.Entsize != entSize {
+		return nil, nil, fmt.Errorf("entry size %d, want %d", s.Entsize, entSize)
+	}
+	if int(s.Link) <= 0 || int(s.Link) >= len(f.Sections) {
+		return nil, nil, fmt.Errorf("string table index %d out of range", s.Link)
+	}
+	strSec := f.Sections[s.Link]
+	if strSec.Type != elf.SHT_STRTAB {
+		return nil, nil, fmt.Errorf("linked section %d is not a string table", s.Link)
+	}
+	data, err := sectionBytes(r, f, s, fileSize, budget)
+	if err != nil {
+		return nil, nil, err
+	}
+	strBytes, err := sectionBytes(r, f, strSec, fileSize, budget)
+	if err != nil {
+		return nil, nil, err
+	}
+	strs := string(strBytes) // names are substrings of it: no copy per symbol
+	order := f.ByteOrder
+	n := uint64(len(data)) / entSize
+	out := make([]symbol, 0, n)
+	names := make([]string, n)
+	for i := uint64(1); i < n; i++ { // entry 0 is the null symbol
+		e := data[i*entSize : (i+1)*entSize]
+		var nameOff uint32
+		var info uint8
+		var shndx uint16
+		var value, size uint64
+		if f.Class == elf.ELFCLASS32 {
+			nameOff = order.Uint32(e[0:4])
+			value = uint64(order.Uint32(e[4:8]))
+			size = uint64(order.Uint32(e[8:12]))
+			info = e[12]
+			shndx = order.Uint16(e[14:16])
+		} else {
+			nameOff = order.Uint32(e[0:4])
+			info = e[4]
+			shndx = order.Uint16(e[6:8])
+			value = order.Uint64(e[8:16])
+			size = order.Uint64(e[16:24])
+		}
+		typ := elf.SymType(info & 0xf)
+		name := cString(strs, uint64(nameOff))
+		names[i] = name
+		switch typ {
+		case elf.STT_FUNC, sttGNUIFunc, elf.STT_NOTYPE, elf.STT_OBJECT:
+		default:
+			continue
+		}
+		if shndx == uint16(elf.SHN_UNDEF) || shndx >= uint16(elf.SHN_LORESERVE) || int(shndx) >= len(f.Sections) {
+			continue
+		}
+		sec := f.Sections[shndx]
+		if sec.Flags&elf.SHF_ALLOC == 0 || sec.Flags&elf.SHF_EXECINSTR == 0 {
+			continue
+		}
+		if name == "" || isSpecialSymbol(name) {
+			continue
+		}
+		if f.Machine == elf.EM_ARM && (typ == elf.STT_FUNC || typ == sttGNUIFunc) {
+			value &^= 1 // Thumb bit
+		}
+		secHi := sec.Addr + sec.Size
+		if secHi < sec.Addr {
+			secHi = ^uint64(0)
+		}
+		out = append(out, symbol{
+			addr: value, size: size, name: name,
+			secLo: sec.Addr, secHi: secHi,
+			isFunc: typ == elf.STT_FUNC || typ == sttGNUIFunc,
+		})
+	}
+	return out, names, nil
+}
+
+// cString returns the NUL-terminated string at off (a substring of s, at
+// most maxSymbolName bytes), or "" when off is out of range.
+func cString(s string, off uint64) string {
+	if off >= uint64(len(s)) {
+		return ""
+	}
+	s = s[off:]
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		s = s[:i]
+	}
+	if len(s) > maxSymbolName {
+		s = s[:maxSymbolName]
+	}
+	return s
+}
+
+// isSpecialSymbol reports ARM/AArch64 mapping symbols ($a, $t, $d, $x, with an
+// optional ".suffix") and assembler-local labels, which name no function.
+func isSpecialSymbol(name string) bool {
+	if len(name) >= 2 && name[0] == '$' && (len(name) == 2 || name[2] == '.') {
+		switch name[1] {
+		case 'a', 't', 'd', 'x':
+			return true
+		}
+	}
+	return len(name) > 2 && name[0] == '.' && name[1] == 'L'
+}
+
+// better reports whether a should represent an address rather than b. Like
+// gdb: a sized symbol over a zero-sized one, then (our addition) FUNC over
+// other types, then the greatest name, which is the one gdb's sort by
+// (address, name) leaves last.
+func better(a, b *symbol) bool {
+	if (a.size != 0) != (b.size != 0) {
+		return a.size != 0
+	}
+	if a.isFunc != b.isFunc {
+		return a.isFunc
+	}
+	return a.name > b.name
+}
+
+func newSymtab(all []symbol) *symtab {
+	sort.SliceStable(all, func(i, j int) bool { return all[i].addr < all[j].addr })
+	st := &symtab{}
+	for i := range all {
+		s := &all[i]
+		if n := len(st.syms); n > 0 && st.syms[n-1].addr == s.addr {
+			kept := &st.syms[n-1]
+			var zero string
+			switch {
+			case kept.size == 0 && s.size != 0:
+				zero = kept.name
+			case kept.size != 0 && s.size == 0:
+				zero = s.name
+			}
+			if better(s, kept) {
+				alias := kept.zeroAlias
+				*kept = *s
+				kept.zeroAlias = alias
+			}
+			if zero != "" && zero > kept.zeroAlias {
+				kept.zeroAlias = zero
+			}
+			continue
+		}
+		st.syms = append(st.syms, *s)
+	}
+	st.prevSized = make([]int32, len(st.syms))
+	last := int32(-1)
+	for i := range st.syms {
+		if st.syms[i].size != 0 {
+			last = int32(i)
+		}
+		st.prevSized[i] = last
+	}
+	return st
+}
+
+// lookup returns the symbol covering pc, following gdb's minimal-symbol rule:
+// a sized symbol covers [addr, addr+size); past its end only a zero-sized
+// symbol at a higher address (still at or below pc, in the same section)
+// covers pc, up to the next symbol.
+func (st *symtab) lookup(pc uint64) *symbol {
+	i := sort.Search(len(st.syms), func(i int) bool { return st.syms[i].addr > pc }) - 1
+	if i < 0 {
+		return nil
+	}
+	s := &st.syms[i]
+	if s.size != 0 {
+		if pc-s.addr < s.size {
+			return s
+		}
+		// gdb scans same-address symbols from the greatest name down and
+		// remembers a zero-sized one only when it sorts above the sized one.
+		if s.zeroAlias > s.name && pc < s.secHi {
+			return &symbol{addr: s.addr, name: s.zeroAlias, secLo: s.secLo, secHi: s.secHi}
+		}
+		return nil
+	}
+	if j := st.prevSized[i]; j >= 0 {
+		if t := &st.syms[j]; pc-t.addr < t.size {
+			return t
+		}
+	}
+	if pc >= s.secLo && pc < s.secHi {
+		return s
+	}
+	return nil
+}
+
+// sttGNUIFunc is STT_GNU_IFUNC (debug/elf names it only from Go 1.23).
+const sttGNUIFunc elf.SymType = 10

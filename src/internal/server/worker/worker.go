@@ -1,0 +1,170 @@
+// Package worker turns stored cores into analysed traces: unwind every thread, symbolize
+// every frame, fingerprint the crash, and file it under an issue. Each core is one job with a
+// time budget; hostile input becomes an error on that job, never a crashed server.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"meta-memfault-go/internal/server/group"
+	"meta-memfault-go/internal/server/store"
+	"meta-memfault-go/internal/server/symstore"
+)
+
+// Config bounds the jobs.
+type Config struct {
+	Workers     int           // concurrent jobs (default 2)
+	JobTimeout  time.Duration // per core (default 60 s)
+	MaxCoreSize int64         // uncompressed bytes (default 1 GiB)
+}
+
+// Event says what a finished job did to the issues.
+type Event struct {
+	CoreID   int64
+	IssueID  int64
+	NewIssue bool
+}
+
+// Worker runs the analysis queue.
+type Worker struct {
+	cfg   Config
+	st    *store.Store
+	syms  *symstore.Store
+	group *group.Grouper
+	log   *slog.Logger
+	wake  chan struct{}
+	// Done is called after each successful job (notifications hook in here).
+	Done func(Event)
+}
+
+// New makes a worker.
+func New(cfg Config, st *store.Store, syms *symstore.Store, g *group.Grouper, log *slog.Logger) *Worker {
+	if cfg.Workers <= 0 {
+		cfg.Workers = 2
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = 60 * time.Second
+	}
+	if cfg.MaxCoreSize <= 0 {
+		cfg.MaxCoreSize = 1 << 30
+	}
+	return &Worker{cfg: cfg, st: st, syms: syms, group: g, log: log, wake: make(chan struct{}, 1), Done: func(Event) {}}
+}
+
+// Wake tells the worker that cores are waiting.
+func (w *Worker) Wake() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Run processes the queue until ctx ends.
+func (w *Worker) Run(ctx context.Context) {
+	if n, err := w.st.ResetRunning(ctx); err == nil && n > 0 {
+		w.log.Info("re-queued cores interrupted by a restart", "cores", n)
+	}
+	jobs := make(chan int64)
+	var wg sync.WaitGroup
+	for i := 0; i < w.cfg.Workers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range jobs {
+				w.process(ctx, id)
+			}
+		}()
+	}
+	defer func() { close(jobs); wg.Wait() }()
+	tick := time.NewTicker(5 * time.Second)
+	defer tick.Stop()
+	for {
+		ids, err := w.st.PendingCores(ctx, 64)
+		if err != nil && ctx.Err() == nil {
+			w.log.Error("queue", "err", err)
+		}
+		for _, id := range ids {
+			ok, err := w.st.ClaimCore(ctx, id)
+			if err != nil || !ok {
+				continue
+			}
+			select {
+			case jobs <- id:
+			case <-ctx.Done():
+				return
+			}
+		}
+		if len(ids) == 64 {
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-w.wake:
+		case <-tick.C:
+		}
+	}
+}
+
+// process analyses one claimed core; every failure ends up on the core, not in a crash.
+func (w *Worker) process(ctx context.Context, id int64) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
+	defer cancel()
+	type outcome struct {
+		a   *Analysis
+		err error
+	}
+	done := make(chan outcome, 1)
+	c, err := w.st.GetCore(ctx, id)
+	if err != nil {
+		w.log.Error("load core", "core", id, "err", err)
+		return
+	}
+	go func() {
+		defer func() {
+			if r := recover(); r != nil {
+				done <- outcome{err: fmt.Errorf("analysis crashed: %v\n%s", r, debug.Stack())}
+			}
+		}()
+		a, err := Analyze(ctx, w.st, w.syms, w.group, c, w.cfg.MaxCoreSize)
+		done <- outcome{a, err}
+	}()
+	var o outcome
+	select {
+	case o = <-done:
+	case <-ctx.Done():
+		o.err = fmt.Errorf("analysis took longer than %v", w.cfg.JobTimeout)
+	}
+	bg := context.Background()
+	if o.err != nil {
+		w.log.Warn("core analysis failed", "core", id, "err", o.err)
+		if err := w.st.FailCore(bg, id, o.err.Error()); err != nil {
+			w.log.Error("record failure", "core", id, "err", err)
+		}
+		return
+	}
+	trace, err := json.Marshal(o.a.Trace)
+	if err != nil {
+		w.st.FailCore(bg, id, err.Error())
+		return
+	}
+	keys, _ := json.Marshal(o.a.Fingerprint.Keys)
+	issue, created, err := w.st.FinishCore(bg, id, store.Result{
+		Fingerprint: o.a.Fingerprint.Hash, Title: o.a.Title, Signal: o.a.Trace.Signal,
+		FingerprintFrames: string(keys), Trace: string(trace), MissingBuildIDs: o.a.Trace.MissingSymbols,
+	})
+	if err != nil {
+		w.log.Error("store analysis", "core", id, "err", err)
+		return
+	}
+	w.log.Info("core analysed", "core", id, "issue", issue, "new_issue", created, "title", o.a.Title,
+		"missing_symbols", len(o.a.Trace.MissingSymbols), "took", time.Since(start).Round(time.Millisecond))
+	w.Done(Event{CoreID: id, IssueID: issue, NewIssue: created})
+}
