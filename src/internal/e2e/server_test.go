@@ -28,6 +28,7 @@ import (
 	"meta-memfault-go/internal/device/staging"
 	"meta-memfault-go/internal/device/upload"
 	"meta-memfault-go/internal/elfcore"
+	"meta-memfault-go/internal/protocol"
 	"meta-memfault-go/internal/testutil/gdbbt"
 	"meta-memfault-go/internal/testutil/kerneltest"
 )
@@ -286,4 +287,180 @@ func toGDB(threads []apiThread) []gdbbt.Thread {
 		out = append(out, g)
 	}
 	return gdbbt.Sorted(out)
+}
+
+// TestGrouping: the same bug from 20 devices and two builds (x86_64 and aarch64 binaries of the
+// same code, so different build-ids and addresses) is one issue with 20 devices and both
+// versions; another crash site is another issue.
+func TestGrouping(t *testing.T) {
+	bin := buildServer(t)
+	root := kerneltest.ModuleRoot(t)
+	s := startServer(t, bin, "--symbols-dir", filepath.Join(root, "testdata", "cores"),
+		"--symbols-dir", filepath.Join(root, "testdata", "corpus", "c-o2-inline"))
+	n := 0
+	for i, build := range []struct{ arch, version string }{{"x86_64", "1.0"}, {"aarch64", "1.1"}} {
+		full := fixtureCore(t, build.arch)
+		for d := 0; d < 10; d++ {
+			serial := fmt.Sprintf("device-%02d", i*10+d)
+			persist := t.TempDir()
+			capture(t, full, persist, "threads", serial, build.version)
+			deliver(t, s, persist, serial, build.version)
+			n++
+		}
+	}
+	issues := s.waitIssues(t, n)
+	require.Len(t, issues, 1, "%+v", issues)
+	require.Equal(t, 20, issues[0].Occurrences)
+	require.Equal(t, 20, issues[0].Devices)
+	require.Equal(t, []string{"1.0", "1.1"}, issues[0].Versions)
+
+	// Another program, another crash site.
+	other := corpusCore(t, "c-o2-inline", "x86_64")
+	persist := t.TempDir()
+	capture(t, other, persist, "threads", "device-99", "1.1")
+	deliver(t, s, persist, "device-99", "1.1")
+	issues = s.waitIssues(t, n+1)
+	require.Len(t, issues, 2)
+	var versions struct{ Issues []apiIssue }
+	s.get(t, "/api/v1/issues?software_version=1.0", &versions)
+	require.Len(t, versions.Issues, 1)
+	s.get(t, "/api/v1/issues?q=crash_segv", &versions)
+	require.Len(t, versions.Issues, 1)
+}
+
+func corpusCore(t *testing.T, name, arch string) []byte {
+	f, err := os.Open(filepath.Join(kerneltest.ModuleRoot(t), "testdata", "corpus", name, arch, "core.gz"))
+	require.NoError(t, err)
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	require.NoError(t, err)
+	b, err := io.ReadAll(zr)
+	require.NoError(t, err)
+	return b
+}
+
+// TestSymbolsArriveLater: a core analysed without symbols keeps module + offset frames and its
+// issue says symbols are missing; when the binary is uploaded through the symbols API the core
+// is analysed again and lands in an issue with names.
+func TestSymbolsArriveLater(t *testing.T) {
+	bin := buildServer(t)
+	s := startServer(t, bin)
+	full := fixtureCore(t, "i386") // static: the binary is the only module besides the vDSO
+	persist := t.TempDir()
+	capture(t, full, persist, "threads", "dev-1", "1.0")
+	deliver(t, s, persist, "dev-1", "1.0")
+	issues := s.waitIssues(t, 1)
+	require.Len(t, issues, 1)
+	require.True(t, issues[0].SymbolsMissing)
+	require.NotContains(t, issues[0].Title, "crash_segv")
+	threads := s.latestThreads(t, issues[0].ID)
+	require.NotEmpty(t, threads[0].Frames)
+	require.Equal(t, "missing", threads[0].Frames[0].Symbols)
+
+	exe, err := os.ReadFile(filepath.Join(kerneltest.ModuleRoot(t), "testdata", "cores", "i386", "threads"))
+	require.NoError(t, err)
+	uploadSymbols(t, s, exe)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var out struct{ Issues []apiIssue }
+		s.get(t, "/api/v1/issues", &out)
+		if len(out.Issues) == 1 && strings.Contains(out.Issues[0].Title, "crash_segv") {
+			require.False(t, out.Issues[0].SymbolsMissing, "%+v", out.Issues[0])
+			require.Equal(t, 1, out.Issues[0].Occurrences)
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "core not re-analysed: %+v", out.Issues)
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func uploadSymbols(t *testing.T, s *server, body []byte) {
+	t.Helper()
+	post := func(path string, v any) map[string]any {
+		b, _ := json.Marshal(v)
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v0/organizations/acme/projects/widget/"+path, bytes.NewReader(b))
+		req.SetBasicAuth("", "tok")
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		defer resp.Body.Close()
+		var out map[string]any
+		json.NewDecoder(resp.Body).Decode(&out)
+		require.Less(t, resp.StatusCode, 300, "%s: %v", path, out)
+		return out
+	}
+	data := post("upload", map[string]any{"kind": "SYMBOL_FILE", "size": len(body)})["data"].(map[string]any)
+	req, _ := http.NewRequest(http.MethodPut, data["upload_url"].(string), bytes.NewReader(body))
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, 200, resp.StatusCode)
+	post("symbols", map[string]any{"file": map[string]any{"token": data["token"], "name": "threads"}})
+}
+
+// TestHostileCores: cores that are not what they claim fail their own analysis, with the reason
+// stored, and the server goes on serving.
+func TestHostileCores(t *testing.T) {
+	bin := buildServer(t)
+	s := startServer(t, bin)
+	full := fixtureCore(t, "x86_64")
+	absurd := append([]byte(nil), full...)
+	absurd[56], absurd[57] = 0xfe, 0xff // e_phnum = 65534 program headers that are not there
+	for i, body := range [][]byte{
+		[]byte("\x1f\x8b\x08\x00 truncated gzip"),
+		gzipped(full[:len(full)/3])[:200],
+		gzipped(absurd),
+		gzipped([]byte("garbage, not an ELF core at all")),
+	} {
+		stageRaw(t, s, fmt.Sprintf("hostile-%d", i), body)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st struct {
+			Cores map[string]int `json:"cores"`
+		}
+		s.get(t, "/api/v1/status", &st)
+		if st.Cores["failed"] == 4 {
+			break
+		}
+		require.True(t, time.Now().Before(deadline), "%v", st.Cores)
+		time.Sleep(50 * time.Millisecond)
+	}
+	var c struct{ Error string }
+	s.get(t, "/api/v1/cores/1", &c)
+	require.NotEmpty(t, c.Error)
+	// Still serving: a good core goes through.
+	persist := t.TempDir()
+	capture(t, full, persist, "threads", "dev-ok", "1.0")
+	deliver(t, s, persist, "dev-ok", "1.0")
+	var st struct {
+		Cores map[string]int `json:"cores"`
+	}
+	require.Eventually(t, func() bool { s.get(t, "/api/v1/status", &st); return st.Cores["done"] == 1 }, 30*time.Second, 50*time.Millisecond)
+}
+
+func gzipped(b []byte) []byte {
+	var buf bytes.Buffer
+	zw := gzip.NewWriter(&buf)
+	zw.Write(b)
+	zw.Close()
+	return buf.Bytes()
+}
+
+// stageRaw stages an entry whose core file holds body, as a device would send it.
+func stageRaw(t *testing.T, s *server, serial string, body []byte) {
+	persist := t.TempDir()
+	e, err := staging.ForTmpDir(persist).NewEntry()
+	require.NoError(t, err)
+	name := "core-" + e.UUID + ".elf.gz"
+	f, err := e.Create(name)
+	require.NoError(t, err)
+	f.Write(body)
+	f.Close()
+	require.NoError(t, e.Commit(&protocol.Manifest{SchemaVersion: 1, Type: protocol.ManifestTypeCoredump,
+		CollectionTime: protocol.CollectionTime{Timestamp: time.Now().UTC().Format(time.RFC3339)},
+		Device:         protocol.ManifestDevice{ProjectKey: projectKey, DeviceSerial: serial, SoftwareVersion: "1.0", SoftwareType: "main", HardwareVersion: "evt"},
+		Producer:       protocol.Producer{ID: "memfaultd", Version: "t"},
+		Metadata:       protocol.CoredumpPayload{CoredumpFileName: name, Compression: "gzip"}}))
+	deliver(t, s, persist, serial, "1.0")
 }

@@ -48,6 +48,7 @@ func DefaultRules() Rules {
 			`^core::panicking::`, `^std::panicking::`, `^std::panic::`, `^core::panic::`, `^rust_panic`, `^__rust_`,
 			`^std::rt::`, `^std::sys::`, `^std::process::abort`, `^core::result::unwrap_failed`, `^core::option::`,
 			`^runtime\.`, `^runtime/internal/`,
+			`^_start$`, `^__libc_start`, `^start_thread$`, `^clone3?$`, `^thread_start$`,
 		},
 		Depth: 4,
 	}
