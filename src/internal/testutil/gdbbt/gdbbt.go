@@ -57,11 +57,46 @@ func Parse(out string) []Thread {
 			continue
 		}
 		if m := frameRe.FindStringSubmatch(line); m != nil && cur != nil {
-			cur.Frames = append(cur.Frames, m[2])
+			cur.Frames = append(cur.Frames, FrameName(line))
 		}
 	}
 	sort.Slice(threads, func(i, j int) bool { return threads[i].LWP < threads[j].LWP })
 	return threads
+}
+
+var (
+	framePrefixRe = regexp.MustCompile(`^#\d+\s+(?:0x[0-9a-f]+ in )?`)
+	frameSuffixRe = regexp.MustCompile(`\) (?:at \S+|from \S+)$`)
+)
+
+// FrameName extracts the function name of one gdb frame line: what stands between the frame
+// number (and address) and the argument list, which is the last balanced "(...)". Names may
+// hold spaces and parentheses: "(anonymous namespace)::run", "Walker<int>::fold<...>".
+func FrameName(line string) string {
+	s := framePrefixRe.ReplaceAllString(line, "")
+	if loc := frameSuffixRe.FindStringIndex(s); loc != nil {
+		s = s[:loc[0]+1]
+	}
+	s = strings.TrimSpace(s)
+	if !strings.HasSuffix(s, ")") {
+		return s
+	}
+	depth := 0
+	for i := len(s) - 1; i >= 0; i-- {
+		switch s[i] {
+		case ')':
+			depth++
+		case '(':
+			depth--
+			if depth == 0 {
+				if name := strings.TrimSpace(s[:i]); name != "" {
+					return name
+				}
+				return s
+			}
+		}
+	}
+	return s
 }
 
 // Diff describes how b differs from a, or returns "" when every thread has the same frames.
