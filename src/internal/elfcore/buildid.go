@@ -69,3 +69,21 @@ func findBuildID(b []byte, bo binary.ByteOrder) string {
 	}
 	return ""
 }
+
+// ScanBuildIDNote looks for a GNU build-id note anywhere in b (4-byte aligned): Go's linker,
+// for one, puts .note.gnu.build-id outside every PT_NOTE segment, but still in the first page
+// of the file, which is mapped and which cores keep. It returns the note's offset and length
+// in b and the build-id in hex.
+func ScanBuildIDNote(b []byte, bo binary.ByteOrder) (off, n int, id string) {
+	for i := 0; i+16 <= len(b); i += 4 {
+		if bo.Uint32(b[i:]) != 4 || bo.Uint32(b[i+8:]) != 3 || string(b[i+12:i+16]) != "GNU\x00" {
+			continue
+		}
+		descsz := int(bo.Uint32(b[i+4:]))
+		if descsz < 8 || descsz > 64 || i+16+descsz > len(b) {
+			continue
+		}
+		return i, 16 + descsz, hex.EncodeToString(b[i+16 : i+16+descsz])
+	}
+	return 0, 0, ""
+}

@@ -253,6 +253,18 @@ func (r *imageReader) buildID(h *imageHeader, bias uint64) string {
 			}
 		}
 	}
+	// No PT_NOTE holds it (Go binaries): look through the first page, as the capture does.
+	// A small core holds only pieces of that page: read what is there, piece by piece.
+	first := make([]byte, 4096)
+	base := bias + h.firstLoadVaddr()
+	for off := 0; off < len(first); {
+		n, _ := r.mem.ReadMemory(first[off:], base+uint64(off))
+		off += n
+		off = (off + 4) &^ 3 // skip the unreadable word; notes are 4-byte aligned
+	}
+	if _, _, id := elfcore.ScanBuildIDNote(first, r.order); id != "" {
+		return id
+	}
 	return ""
 }
 
@@ -293,4 +305,14 @@ func (r *imageReader) vdso(addr uint64) *Module {
 		m.Tables = t
 	}
 	return m
+}
+
+// firstLoadVaddr is the link-time address of file offset 0 (the first PT_LOAD's page).
+func (h *imageHeader) firstLoadVaddr() uint64 {
+	for _, p := range h.progs {
+		if p.Type == elf.PT_LOAD {
+			return (p.Vaddr - p.Offset) &^ 0xfff
+		}
+	}
+	return 0
 }

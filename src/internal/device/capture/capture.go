@@ -237,6 +237,13 @@ func (t *threads) elfHeader(f elfcore.FileMapping) error {
 			}
 		}
 	}
+	// No note segment holds a build-id (Go's linker writes .note.gnu.build-id outside every
+	// PT_NOTE): keep the note from the first page, where it is.
+	if page, err := t.read(f.Start, int(min(0x1000, f.End-f.Start))); err == nil {
+		if off, n, _ := elfcore.ScanBuildIDNote(page, t.bo); n > 0 {
+			t.add(f.Start+uint64(off), f.Start+uint64(off+n))
+		}
+	}
 	return nil
 }
 

@@ -232,6 +232,11 @@ func symbolizeFrame(index int, fr unwind.Frame, set *unwind.ModuleSet, syms map[
 		return []Frame{base}
 	}
 	frames, err := sy.Sym.Lookup(lookup)
+	if (err != nil || len(frames) == 0) && lookup != link {
+		// A return address at the very start of a function (a signal trampoline's restorer
+		// is "returned" to, not called): the address itself is the one to name.
+		frames, err = sy.Sym.Lookup(link)
+	}
 	if err != nil || len(frames) == 0 {
 		return []Frame{base}
 	}
