@@ -6,6 +6,7 @@
 package main
 
 import (
+	"bytes"
 	"crypto/rand"
 	"flag"
 	"fmt"
@@ -17,7 +18,9 @@ import (
 	"syscall"
 	"time"
 
+	"meta-memfault-go/internal/device/capture"
 	"meta-memfault-go/internal/device/staging"
+	"meta-memfault-go/internal/elfcore"
 	"meta-memfault-go/internal/protocol"
 	"meta-memfault-go/internal/testutil/deviceapi"
 )
@@ -28,7 +31,16 @@ func main() {
 	n := flag.Int("n", 100, "entries to stage")
 	size := flag.Int("size", 64<<10, "attachment size")
 	serial := flag.String("serial", "bench-device", "device serial in the staged manifests")
+	small := flag.String("small", "", "write the threads-strategy core of the full core -in to this file")
+	in := flag.String("in", "", "full kernel core (with -small)")
 	flag.Parse()
+	if *small != "" {
+		if err := smallCore(*in, *small); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *stage != "" {
 		if err := stageEntries(staging.Dir{Path: *stage}, *n, *size, *key, *serial); err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -52,6 +64,39 @@ func main() {
 		fmt.Fprintln(os.Stderr, "violation:", v)
 	}
 	s.Close()
+}
+
+// smallCore runs the threads capture strategy on a full core, the core standing in for the
+// process memory, as the hermetic tests do.
+func smallCore(in, out string) error {
+	b, err := os.ReadFile(in)
+	if err != nil {
+		return err
+	}
+	c, err := elfcore.ReadCore(bytes.NewReader(b), elfcore.DefaultLimits)
+	if err != nil {
+		return err
+	}
+	notes, err := elfcore.ParseNotes(c.Notes, c.Header.ByteOrder())
+	if err != nil {
+		return err
+	}
+	p, err := elfcore.DecodeProcess(&c.Header, notes)
+	if err != nil {
+		return err
+	}
+	mem := elfcore.NewSegmentMemory(bytes.NewReader(b), c.Progs)
+	res, err := capture.Threads(capture.Input{Core: c, Proc: p, Mem: mem}, 32<<10)
+	if err != nil {
+		return err
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = res.Layout.Write(f, mem)
+	return err
 }
 
 func stageEntries(d staging.Dir, n, size int, key, serial string) error {

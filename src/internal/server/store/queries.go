@@ -172,6 +172,15 @@ func (s *Store) ClaimCore(ctx context.Context, id int64) (bool, error) {
 	return n == 1, err
 }
 
+// Requeue puts one core back in the queue after a failure to store its analysis; after three
+// attempts it is marked failed instead.
+func (s *Store) Requeue(ctx context.Context, id int64) error {
+	_, err := s.DB.ExecContext(ctx, `UPDATE cores SET attempts = attempts + 1,
+		status = CASE WHEN attempts >= 2 THEN 'failed' ELSE 'pending' END,
+		error = CASE WHEN attempts >= 2 THEN 'could not store the analysis' ELSE error END WHERE id = ?`, id)
+	return err
+}
+
 // ResetRunning puts cores that were being analysed when the server stopped back in the queue.
 func (s *Store) ResetRunning(ctx context.Context) (int64, error) {
 	res, err := s.DB.ExecContext(ctx, `UPDATE cores SET status = 'pending' WHERE status = 'running'`)

@@ -35,12 +35,14 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(filepath.Join(dir, "blobs", "tmp"), 0o755); err != nil {
 		return nil, err
 	}
-	dsn := "file:" + filepath.Join(dir, "db.sqlite") + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	dsn := "file:" + filepath.Join(dir, "db.sqlite") + "?_pragma=journal_mode(WAL)&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)&_txlock=immediate"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, err
 	}
-	// One writer at a time is what SQLite does anyway; a small pool serves readers.
+	// One writer at a time is what SQLite does anyway; a small pool serves readers. Write
+	// transactions begin IMMEDIATE, so a transaction that reads first never fails to upgrade
+	// to a writer (SQLITE_BUSY_SNAPSHOT) and the busy timeout applies.
 	db.SetMaxOpenConns(4)
 	s := &Store{DB: db, dir: dir}
 	if err := s.migrate(context.Background()); err != nil {

@@ -231,3 +231,8 @@ func b2i(b bool) int {
 	}
 	return 0
 }
+
+// Fresh returns a store with the same index and uploads but nothing parsed yet (a cold cache).
+func (s *Store) Fresh() *Store {
+	return &Store{db: s.db, log: s.log, index: s.index, cache: map[string]*Symbols{}, max: s.max}
+}

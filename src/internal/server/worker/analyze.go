@@ -104,6 +104,11 @@ func Analyze(ctx context.Context, st *store.Store, syms *symstore.Store, g *grou
 		return nil, err
 	}
 	defer cleanup()
+	return AnalyzeCore(ctx, f, size, c, syms, g)
+}
+
+// AnalyzeCore analyses an uncompressed core held by f; c gives the upload's metadata.
+func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, syms *symstore.Store, g *group.Grouper) (*Analysis, error) {
 	core, err := elfcore.ReadCore(io.NewSectionReader(f, 0, size), elfcore.DefaultLimits)
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)

@@ -161,7 +161,12 @@ func (w *Worker) process(ctx context.Context, id int64) {
 		FingerprintFrames: string(keys), Trace: string(trace), MissingBuildIDs: o.a.Trace.MissingSymbols,
 	})
 	if err != nil {
+		// The analysis is fine, storing it was not (the database was busy or full): back
+		// in the queue, so the core is not stuck in "running".
 		w.log.Error("store analysis", "core", id, "err", err)
+		if err := w.st.Requeue(bg, id); err != nil {
+			w.st.FailCore(bg, id, "store analysis: "+err.Error())
+		}
 		return
 	}
 	w.log.Info("core analysed", "core", id, "issue", issue, "new_issue", created, "title", o.a.Title,
