@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
@@ -63,6 +64,7 @@ func analyze(args []string) error {
 	n := fs.Int("n", 20, "iterations")
 	var dirs multi
 	fs.Var(&dirs, "symbols-dir", "symbol directory (repeatable)")
+	prof := fs.String("cpuprofile", "", "write a CPU profile of the warm runs")
 	fs.Parse(args)
 	f, err := os.Open(*corePath)
 	if err != nil {
@@ -112,6 +114,14 @@ func analyze(args []string) error {
 	cold, frames, err := run(true)
 	if err != nil {
 		return err
+	}
+	if *prof != "" {
+		pf, err := os.Create(*prof)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
 	}
 	warm, _, err := run(false)
 	if err != nil {
