@@ -30,6 +30,7 @@ import (
 	"meta-memfault-go/internal/elfcore"
 	"meta-memfault-go/internal/protocol"
 	"meta-memfault-go/internal/server/group"
+	testdata "meta-memfault-go/internal/testutil/fixture"
 	"meta-memfault-go/internal/testutil/gdbbt"
 	"meta-memfault-go/internal/testutil/kerneltest"
 )
@@ -137,16 +138,7 @@ func (s *server) latestThreads(t *testing.T, issue int64) []apiThread {
 	return out.Latest.Trace.Threads
 }
 
-func fixtureCore(t *testing.T, arch string) []byte {
-	f, err := os.Open(filepath.Join(kerneltest.ModuleRoot(t), "testdata", "cores", arch, "core.gz"))
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	return b
-}
+func fixtureCore(t *testing.T, arch string) []byte { return testdata.Core(t, arch) }
 
 // capture runs the real core handler on a full kernel core (the core standing in for
 // /proc/<pid>/mem) and stages the result under persist.
@@ -327,16 +319,7 @@ func TestGrouping(t *testing.T) {
 	require.Len(t, versions.Issues, 1)
 }
 
-func corpusCore(t *testing.T, name, arch string) []byte {
-	f, err := os.Open(filepath.Join(kerneltest.ModuleRoot(t), "testdata", "corpus", name, arch, "core.gz"))
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	return b
-}
+func corpusCore(t *testing.T, name, arch string) []byte { return testdata.CorpusCore(t, name, arch) }
 
 // TestSymbolsArriveLater: a core analysed without symbols keeps module + offset frames and its
 // issue says symbols are missing; when the binary is uploaded through the symbols API the core

@@ -2,12 +2,10 @@ package capture
 
 import (
 	"bytes"
-	"compress/gzip"
 	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"meta-memfault-go/internal/elfcore"
+	testdata "meta-memfault-go/internal/testutil/fixture"
 	"meta-memfault-go/internal/testutil/gdbbt"
 )
 
@@ -36,16 +35,7 @@ var fixtures = []fixture{
 
 func coresDir() string { return filepath.Join("..", "..", "..", "testdata", "cores") }
 
-func loadFixture(t testing.TB, arch string) []byte {
-	f, err := os.Open(filepath.Join(coresDir(), arch, "core.gz"))
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	return b
-}
+func loadFixture(t testing.TB, arch string) []byte { return testdata.Core(t, arch) }
 
 // input reads a full core as the handler would (forward only) and serves its segments as the
 // process memory.

@@ -23,20 +23,12 @@ import (
 	"meta-memfault-go/internal/device/staging"
 	"meta-memfault-go/internal/elfcore"
 	"meta-memfault-go/internal/protocol"
+	"meta-memfault-go/internal/testutil/fixture"
 )
 
 const fixturePID = 4242
 
-func fixtureCore(t testing.TB, arch string) []byte {
-	f, err := os.Open(filepath.Join("..", "..", "..", "testdata", "cores", arch, "core.gz"))
-	require.NoError(t, err)
-	defer f.Close()
-	zr, err := gzip.NewReader(f)
-	require.NoError(t, err)
-	b, err := io.ReadAll(zr)
-	require.NoError(t, err)
-	return b
-}
+func fixtureCore(t testing.TB, arch string) []byte { return fixture.Core(t, arch) }
 
 // testEnv builds an environment around a fixture core: a config file in a temp dir with the
 // given JSON overrides, a fake /proc with the pid's cmdline, and the full core standing in for
