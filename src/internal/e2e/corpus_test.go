@@ -123,11 +123,15 @@ func TestFidelityCorpus(t *testing.T) {
 					want[i].Frames[j] = group.Normalize(f)
 				}
 			}
-			got := toGDB(s.latestThreads(t, issues[0].ID))
-			want = withoutTailCallFrames(t, want, got)
-			want = withoutTrailingUnknown(want, got)
-			if d := gdbbt.DiffPrefix(want, got); d != "" {
-				t.Errorf("server frames differ from gdb's:\n%s", d)
+			cores := s.allThreads(t, issues[0].ID)
+			require.Len(t, cores, 2, "one core per capture strategy")
+			for i, threads := range cores {
+				got := toGDB(threads)
+				w := withoutTailCallFrames(t, want, got)
+				w = withoutTrailingUnknown(w, got)
+				if d := gdbbt.DiffPrefix(w, got); d != "" {
+					t.Errorf("core %d: server frames differ from gdb's:\n%s", i, d)
+				}
 			}
 		})
 	}

@@ -126,6 +126,27 @@ func (s *server) waitIssues(t *testing.T, cores int) []apiIssue {
 	}
 }
 
+// allThreads returns the threads of every occurrence of an issue, one list per core.
+func (s *server) allThreads(t *testing.T, issue int64) [][]apiThread {
+	var occ struct {
+		Occurrences []struct {
+			CoreID int64 `json:"core_id"`
+		} `json:"occurrences"`
+	}
+	s.get(t, fmt.Sprintf("/api/v1/issues/%d/occurrences", issue), &occ)
+	var out [][]apiThread
+	for _, o := range occ.Occurrences {
+		var c struct {
+			Trace struct {
+				Threads []apiThread `json:"threads"`
+			} `json:"trace"`
+		}
+		s.get(t, fmt.Sprintf("/api/v1/cores/%d", o.CoreID), &c)
+		out = append(out, c.Trace.Threads)
+	}
+	return out
+}
+
 func (s *server) latestThreads(t *testing.T, issue int64) []apiThread {
 	var out struct {
 		Latest struct {
@@ -224,10 +245,14 @@ func TestFidelityFixtures(t *testing.T) {
 			exe := filepath.Join(kerneltest.ModuleRoot(t), "testdata", "cores", fx.arch, "threads")
 			want, raw, err := gdbbt.Backtraces(context.Background(), exe, fullPath, fx.sysroot)
 			require.NoError(t, err)
-			got := toGDB(s.latestThreads(t, issues[0].ID))
-			want = withoutTailCallFrames(t, want, got)
-			if d := gdbbt.DiffPrefix(want, got); d != "" {
-				t.Errorf("server frames differ from gdb's:\n%s\ngdb:\n%s", d, raw)
+			cores := s.allThreads(t, issues[0].ID)
+			require.Len(t, cores, 2, "one core per capture strategy")
+			for i, threads := range cores {
+				got := toGDB(threads)
+				w := withoutTailCallFrames(t, want, got)
+				if d := gdbbt.DiffPrefix(w, got); d != "" {
+					t.Errorf("core %d: server frames differ from gdb's:\n%s\ngdb:\n%s", i, d, raw)
+				}
 			}
 		})
 	}
