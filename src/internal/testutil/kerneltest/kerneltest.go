@@ -16,6 +16,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"meta-memfault-go/internal/testutil/fixture"
 )
 
 const (
@@ -147,19 +149,4 @@ func BuildThreads(t testing.TB, dir string) string {
 }
 
 // ModuleRoot is the directory holding go.mod.
-func ModuleRoot(t testing.TB) string {
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatal("go.mod not found")
-		}
-		dir = parent
-	}
-}
+func ModuleRoot(t testing.TB) string { return fixture.Root(t) }
