@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime"
 	"strings"
 	"syscall"
 	"time"
@@ -49,7 +50,8 @@ func run(args []string) int {
 	var symbolsDirs multi
 	fs.Var(&symbolsDirs, "symbols-dir", "index ELF files under this directory by build-id (repeatable)")
 	wcfg := worker.Config{}
-	fs.IntVar(&wcfg.Workers, "workers", 2, "cores analysed at once")
+	// Analysis waits on the database and the disk as much as it computes: twice the CPUs.
+	fs.IntVar(&wcfg.Workers, "workers", max(4, 2*runtime.NumCPU()), "cores analysed at once")
 	fs.DurationVar(&wcfg.JobTimeout, "job-timeout", 60*time.Second, "time budget of one core's analysis")
 	fs.Int64Var(&wcfg.MaxCoreSize, "max-core-size", 1<<30, "largest uncompressed core analysed, bytes")
 	verbose := fs.Bool("v", false, "debug logs")
