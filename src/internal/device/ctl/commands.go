@@ -8,7 +8,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -56,18 +55,6 @@ func signalPid(pid int, name string) error {
 	return err
 }
 
-// apiURL is the daemon's local API address for a path.
-func apiURL(cfg *config.Config, path string) string {
-	host, port, err := net.SplitHostPort(cfg.HTTPServer.BindAddress)
-	if err != nil {
-		return "http://" + cfg.HTTPServer.BindAddress + path
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
-	return "http://" + net.JoinHostPort(host, port) + path
-}
-
 var localClient = &http.Client{Transport: &http.Transport{Proxy: nil}}
 
 func (c *cli) sync() int {
@@ -77,7 +64,7 @@ func (c *cli) sync() int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
 	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, apiURL(cfg, "/v1/sync"), nil)
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, cfg.LocalAPIURL("/v1/sync"), nil)
 	resp, err := localClient.Do(req)
 	if err != nil {
 		// No API (an older daemon, or another bind address): fall back to the signal.
@@ -135,7 +122,7 @@ func (c *cli) export(args []string) int {
 	if !ok {
 		return exitFailed
 	}
-	resp, err := localClient.Get(apiURL(cfg, "/v1/export"))
+	resp, err := localClient.Get(cfg.LocalAPIURL("/v1/export"))
 	if err != nil {
 		c.errorf("export: memfaultd is not reachable: %v", err)
 		return exitNoDaemon
@@ -182,7 +169,7 @@ func (c *cli) export(args []string) int {
 	if *keep {
 		return exitOK
 	}
-	req, _ := http.NewRequest(http.MethodDelete, apiURL(cfg, "/v1/export"), nil)
+	req, _ := http.NewRequest(http.MethodDelete, cfg.LocalAPIURL("/v1/export"), nil)
 	req.Header.Set("If-Match", resp.Header.Get("ETag"))
 	del, err := localClient.Do(req)
 	if err != nil {

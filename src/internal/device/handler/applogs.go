@@ -5,25 +5,19 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"time"
+
+	"meta-memfault-go/internal/device/config"
 )
 
 // FetchAppLogs asks memfaultd's local API for its recent log lines. The daemon may be down or
 // slow: whatever happens within the timeout is all the handler waits, and any failure simply
 // means a core without logs.
-func FetchAppLogs(ctx context.Context, bindAddress string, max int, timeout time.Duration) ([]string, error) {
-	host, port, err := net.SplitHostPort(bindAddress)
-	if err != nil {
-		return nil, fmt.Errorf("http_server.bind_address %q: %w", bindAddress, err)
-	}
-	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
-		host = "127.0.0.1"
-	}
+func FetchAppLogs(ctx context.Context, cfg *config.Config, max int, timeout time.Duration) ([]string, error) {
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/api/v1/crash-logs", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, cfg.LocalAPIURL("/api/v1/crash-logs"), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -72,7 +72,7 @@ func Main(args []string, sdkVersion string) int {
 		SDKVersion: sdkVersion,
 		Boot:       ReadBootInfo("/proc"),
 		AppLogs: func(ctx context.Context) []string {
-			logs, err := FetchAppLogs(ctx, cfg.HTTPServer.BindAddress, int(cfg.Coredump.LogLines), 500*time.Millisecond)
+			logs, err := FetchAppLogs(ctx, cfg, int(cfg.Coredump.LogLines), 500*time.Millisecond)
 			if err != nil {
 				log.Debugf("no recent logs from memfaultd: %v", err)
 				return nil

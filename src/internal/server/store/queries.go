@@ -72,7 +72,7 @@ func (s *Store) AddEntry(ctx context.Context, e Entry, core *CoreInput) (bool, i
 		return false, 0, err
 	}
 	defer tx.Rollback()
-	res, err := tx.ExecContext(ctx, `INSERT INTO entries(uuid, type, device_serial, manifest, received) VALUES (?, ?, ?, ?, ?)
+	_, err = tx.ExecContext(ctx, `INSERT INTO entries(uuid, type, device_serial, manifest, received) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT(uuid) DO UPDATE SET arrivals = arrivals + 1`, e.UUID, e.Type, e.DeviceSerial, e.Manifest, time.Now().Unix())
 	if err != nil {
 		return false, 0, err
@@ -81,7 +81,6 @@ func (s *Store) AddEntry(ctx context.Context, e Entry, core *CoreInput) (bool, i
 	if err := tx.QueryRowContext(ctx, `SELECT arrivals FROM entries WHERE uuid = ?`, e.UUID).Scan(&arrivals); err != nil {
 		return false, 0, err
 	}
-	_ = res
 	if arrivals > 1 {
 		return false, 0, tx.Commit()
 	}

@@ -3,10 +3,10 @@ package symbolize
 import (
 	"debug/elf"
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
+	"meta-memfault-go/internal/elfcore"
 	"os"
 )
 
@@ -247,58 +247,17 @@ func checkNameTable(r io.ReaderAt, size int64) error {
 	return nil
 }
 
-const ntGNUBuildID = 3
-
-// readBuildID finds the NT_GNU_BUILD_ID note in the note sections, or in
-// PT_NOTE segments when the file has no section headers.
+// readBuildID returns the GNU build-id ("" when there is none). A note section that claims to
+// extend past the end of the file makes the file unusable: it is lying about its layout.
 func readBuildID(r io.ReaderAt, ef *elf.File, size int64) (string, error) {
-	type region struct{ off, n uint64 }
-	var regions []region
 	for _, s := range ef.Sections {
-		if s.Type == elf.SHT_NOTE {
-			regions = append(regions, region{s.Offset, s.FileSize})
+		if s.Type == elf.SHT_NOTE && size >= 0 && (s.Offset > uint64(size) || s.FileSize > uint64(size)-s.Offset) {
+			return "", fmt.Errorf("note at %#x: %#x bytes extend past end of file", s.Offset, s.FileSize)
 		}
 	}
-	if len(ef.Sections) == 0 {
-		for _, p := range ef.Progs {
-			if p.Type == elf.PT_NOTE {
-				regions = append(regions, region{p.Off, p.Filesz})
-			}
-		}
+	id, err := elfcore.FileBuildID(r, size)
+	if errors.Is(err, elfcore.ErrNoBuildID) {
+		return "", nil
 	}
-	for _, rg := range regions {
-		if size >= 0 && (rg.off > uint64(size) || rg.n > uint64(size)-rg.off) {
-			return "", fmt.Errorf("note at %#x: %#x bytes extend past end of file", rg.off, rg.n)
-		}
-		if rg.n > 1<<20 {
-			continue // no build-id note is this large
-		}
-		b, err := readAt(r, int64(rg.off), int64(rg.n))
-		if err != nil {
-			return "", fmt.Errorf("read note at %#x: %w", rg.off, err)
-		}
-		if id, ok := findBuildID(b, ef.ByteOrder); ok {
-			return id, nil
-		}
-	}
-	return "", nil
-}
-
-func findBuildID(b []byte, order binary.ByteOrder) (string, bool) {
-	for len(b) >= 12 {
-		namesz, descsz, typ := uint64(order.Uint32(b)), uint64(order.Uint32(b[4:])), order.Uint32(b[8:])
-		b = b[12:]
-		nameEnd := (namesz + 3) &^ 3
-		descEnd := (descsz + 3) &^ 3
-		if nameEnd > uint64(len(b)) || descEnd > uint64(len(b))-nameEnd {
-			return "", false
-		}
-		name := b[:namesz]
-		desc := b[nameEnd : nameEnd+descsz]
-		if typ == ntGNUBuildID && string(name) == "GNU\x00" && descsz > 0 {
-			return hex.EncodeToString(desc), true
-		}
-		b = b[nameEnd+descEnd:]
-	}
-	return "", false
+	return id, err
 }
