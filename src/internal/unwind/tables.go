@@ -14,6 +14,9 @@ type Tables struct {
 	debugFrame *cfi.Table
 	exidx      *cfi.EXIDX
 	ehFrameHdr *cfi.EHFrameHdr
+	// sigtramps are the link-time addresses of rt_sigreturn trampolines found by their code
+	// (signal.go), in files whose CFI marks none.
+	sigtramps []uint64
 }
 
 // NewTables assembles Tables from sections parsed elsewhere (for example from a library's
@@ -97,6 +100,10 @@ func LoadTables(f *elf.File) (*Tables, error) {
 		if t.exidx, err = cfi.ParseEXIDX(b, s.Addr, extab, extabAddr, f.ByteOrder); err != nil {
 			return nil, fmt.Errorf("parse .ARM.exidx: %w", err)
 		}
+	}
+	var err error
+	if t.sigtramps, err = findTrampolines(f, t); err != nil {
+		return nil, err
 	}
 	return t, nil
 }

@@ -18,6 +18,12 @@ const (
 	MethodCFI          Method = "cfi"     // DWARF call frame information of the callee
 	MethodEXIDX        Method = "arm_exidx"
 	MethodFramePointer Method = "frame_pointer"
+	// MethodSigcontext: the callee was a signal trampoline recognised by its code; the
+	// frame's registers come from the ucontext the kernel saved.
+	MethodSigcontext Method = "sigcontext"
+	// MethodFrameless: the callee's pc was in no module, so it was taken as a function not
+	// yet set up, with the return address at the stack pointer (what gdb assumes there).
+	MethodFrameless Method = "frameless"
 )
 
 // Frame is one frame of a thread's stack. PC is the instruction address for frame 0 and the
@@ -25,9 +31,12 @@ const (
 // authentication bits removed. CFA is the frame's canonical frame address (the caller's stack
 // pointer at the call), 0 when unknown (the walk stopped there, or an AArch64 frame record
 // gave the return address but not the frame's size).
+// Signal marks a signal trampoline (gdb's "<signal handler called>"): the frame after it is
+// the one the signal interrupted, whose PC is not a return address.
 type Frame struct {
 	PC, CFA uint64
 	Method  Method
+	Signal  bool
 }
 
 // Result is one thread's walk. Stop says in words why it ended: "end of stack", "no unwind
@@ -192,6 +201,9 @@ func Walk(machine elf.Machine, class elf.Class, regs []uint64, mem elfcore.Memor
 		cfa, m, err := w.step(st, next)
 		res.Frames[len(res.Frames)-1].CFA = cfa
 		if err != nil {
+			if _, tramp := w.trampoline(st); tramp {
+				res.Frames[len(res.Frames)-1].Signal = true
+			}
 			res.Stop = stopReason(err)
 			break
 		}
@@ -237,6 +249,7 @@ func Walk(machine elf.Machine, class elf.Class, regs []uint64, mem elfcore.Memor
 			}
 			crossings[key] = struct{}{}
 		}
+		res.Frames[len(res.Frames)-1].Signal = next.interrupted
 		st, next = next, st
 		method = m
 	}
@@ -352,6 +365,21 @@ func (w *walker) step(st, next *state) (uint64, Method, error) {
 			case err != nil && !errors.Is(err, cfi.ErrNoFDE):
 				return 0, MethodEXIDX, fmt.Errorf("ARM exidx for %#x (%s+%#x): %w", clean, mod.Path, link, err)
 			}
+		}
+	}
+	if mod, ok := w.trampoline(st); ok {
+		cfa, err := w.sigcontextStep(st, next)
+		if err != nil {
+			var me *memError
+			if !errors.As(err, &me) {
+				err = fmt.Errorf("signal frame at %s: %w", mod.offset(clean), err)
+			}
+		}
+		return cfa, MethodSigcontext, err
+	}
+	if mod == nil {
+		if cfa, err := w.framelessStep(st, next); err == nil {
+			return cfa, MethodFrameless, nil
 		}
 	}
 	cfa, err := w.framePointerStep(st, next)
@@ -512,3 +540,16 @@ const (
 	armSPCol = 13
 	armPCCol = 15
 )
+
+// trampoline reports whether the frame st is at a signal trampoline recognised by its code.
+// The pc is where the handler returned to, the trampoline's first instruction, so it is
+// looked up as is.
+func (w *walker) trampoline(st *state) (*Module, bool) {
+	pc, _ := st.get(w.arch.pc)
+	clean := w.arch.cleanPC(pc)
+	mod := w.mods.ModuleAt(clean)
+	if mod == nil || !mod.Tables.trampolineAt(w.arch.machine, clean-mod.Bias) {
+		return nil, false
+	}
+	return mod, true
+}

@@ -180,7 +180,10 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{})
 		t.Stop = res.Stop
 		for fi, fr := range res.Frames {
-			t.Frames = append(t.Frames, symbolizeFrame(fi, fr, set, symsByModule, core.Header.Machine, missing)...)
+			// Frame 0 and a frame a signal interrupted hold the pc of the next instruction to
+			// run, not a return address.
+			exact := fi == 0 || res.Frames[fi-1].Signal
+			t.Frames = append(t.Frames, symbolizeFrame(exact, fr, set, symsByModule, core.Header.Machine, missing)...)
 		}
 		if ti == 0 {
 			tr.CrashingThread = t.TID
@@ -210,23 +213,34 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	return &Analysis{Trace: tr, Fingerprint: fp, Title: title(tr, fp)}, nil
 }
 
+// SignalFrameName names a signal trampoline frame, as gdb does.
+const SignalFrameName = "<signal handler called>"
+
 // symbolizeFrame turns one unwound frame into trace frames: the inlined calls at its pc, then
-// the function that contains it.
-func symbolizeFrame(index int, fr unwind.Frame, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine, missing map[string]bool) []Frame {
+// the function that contains it. exact says the pc is not a return address.
+func symbolizeFrame(exact bool, fr unwind.Frame, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine, missing map[string]bool) []Frame {
 	pc := fr.PC
 	if machine == elf.EM_ARM {
 		pc &^= 1
 	}
 	base := Frame{PC: fmt.Sprintf("%#x", pc), Method: string(fr.Method), Symbols: "missing"}
 	m := set.ModuleAt(pc)
+	if fr.Signal {
+		// The kernel's return path of a signal handler: named as such, whatever symbol
+		// (__restore_rt, runtime.sigreturn__sigaction) the trampoline has.
+		base.Function, base.Signal, base.Symbols = SignalFrameName, true, "signal"
+	}
 	if m == nil {
 		return []Frame{base}
 	}
 	base.Module, base.BuildID = m.Path, m.BuildID
 	link := pc - m.Bias
 	base.Offset = fmt.Sprintf("%#x", link)
+	if fr.Signal {
+		return []Frame{base}
+	}
 	lookup := link
-	if index > 0 && fr.Method != unwind.Method("context") && lookup > 0 {
+	if !exact && lookup > 0 {
 		lookup-- // a return address: the call is the instruction before it
 	}
 	sy := syms[m]
@@ -237,11 +251,6 @@ func symbolizeFrame(index int, fr unwind.Frame, set *unwind.ModuleSet, syms map[
 		return []Frame{base}
 	}
 	frames, err := sy.Sym.Lookup(lookup)
-	if (err != nil || len(frames) == 0) && lookup != link {
-		// A return address at the very start of a function (a signal trampoline's restorer
-		// is "returned" to, not called): the address itself is the one to name.
-		frames, err = sy.Sym.Lookup(link)
-	}
 	if err != nil || len(frames) == 0 {
 		return []Frame{base}
 	}
