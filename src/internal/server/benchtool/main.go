@@ -99,7 +99,7 @@ func analyze(args []string) error {
 				s = syms.Fresh() // same index, empty cache of parsed files
 			}
 			start := time.Now()
-			a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g)
+			a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g, worker.Limits{})
 			total += time.Since(start)
 			if err != nil {
 				return 0, 0, err
@@ -125,7 +125,7 @@ func analyze(args []string) error {
 	}
 	// One untimed run fills the cache: the warm figure is a core whose modules' symbols are
 	// already parsed.
-	if _, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, syms, g); err != nil {
+	if _, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, syms, g, worker.Limits{}); err != nil {
 		return err
 	}
 	warm, _, err := run(false)

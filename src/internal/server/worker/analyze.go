@@ -97,18 +97,40 @@ func signalName(n int) string {
 	return fmt.Sprintf("signal %d", n)
 }
 
+// Limits bound the memory of one analysis by what it may produce: the threads it unwinds and
+// the frames of all of them together (a hostile core can claim a hundred thousand threads
+// within elfcore's note limit). Real processes stay far below the defaults.
+type Limits struct {
+	MaxThreads int // threads unwound per core (default 4096)
+	MaxFrames  int // frames per core, all threads together (default 131072)
+}
+
+// DefaultLimits are the limits used where a field is 0.
+var DefaultLimits = Limits{MaxThreads: 4096, MaxFrames: 1 << 17}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxThreads <= 0 {
+		l.MaxThreads = DefaultLimits.MaxThreads
+	}
+	if l.MaxFrames <= 0 {
+		l.MaxFrames = DefaultLimits.MaxFrames
+	}
+	return l
+}
+
 // Analyze unwinds and symbolizes every thread of a stored core and fingerprints its crash.
-func Analyze(ctx context.Context, st *store.Store, syms *symstore.Store, g *group.Grouper, c *store.Core, maxCore int64) (*Analysis, error) {
+func Analyze(ctx context.Context, st *store.Store, syms *symstore.Store, g *group.Grouper, c *store.Core, maxCore int64, lim Limits) (*Analysis, error) {
 	f, size, cleanup, err := openCore(st, c, maxCore)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	return AnalyzeCore(ctx, f, size, c, syms, g)
+	return AnalyzeCore(ctx, f, size, c, syms, g, lim)
 }
 
 // AnalyzeCore analyses an uncompressed core held by f; c gives the upload's metadata.
-func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, syms *symstore.Store, g *group.Grouper) (*Analysis, error) {
+func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, syms *symstore.Store, g *group.Grouper, lim Limits) (*Analysis, error) {
+	lim = lim.withDefaults()
 	core, err := elfcore.ReadCore(io.NewSectionReader(f, 0, size), elfcore.DefaultLimits)
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
@@ -169,15 +191,26 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	set := unwind.NewModuleSet(mods)
 
 	missing := map[string]bool{}
+	frameBudget := lim.MaxFrames
 	for ti, th := range proc.Threads {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if ti == lim.MaxThreads {
+			tr.Notes = append(tr.Notes, fmt.Sprintf("%d threads; only the first %d were analysed", len(proc.Threads), lim.MaxThreads))
+			break
 		}
 		t := Thread{TID: int(th.TID), Crashed: ti == 0}
 		for i, name := range proc.Arch.Regs {
 			t.Registers = append(t.Registers, Register{Name: name, Value: fmt.Sprintf("%#x", th.Regs[i])})
 		}
-		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{})
+		if frameBudget <= 0 {
+			t.Stop = fmt.Sprintf("not unwound: the core's budget of %d frames is spent", lim.MaxFrames)
+			tr.Threads = append(tr.Threads, t)
+			continue
+		}
+		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{MaxFrames: min(unwind.DefaultMaxFrames, frameBudget)})
+		frameBudget -= len(res.Frames)
 		t.Stop = res.Stop
 		for fi, fr := range res.Frames {
 			// Frame 0 and a frame a signal interrupted hold the pc of the next instruction to

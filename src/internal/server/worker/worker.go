@@ -22,6 +22,7 @@ type Config struct {
 	Workers     int           // concurrent jobs (default 2)
 	JobTimeout  time.Duration // per core (default 60 s)
 	MaxCoreSize int64         // uncompressed bytes (default 1 GiB)
+	Limits      Limits        // threads and frames per core
 }
 
 // Event says what a finished job did to the issues.
@@ -133,7 +134,7 @@ func (w *Worker) process(ctx context.Context, id int64) {
 				done <- outcome{err: fmt.Errorf("analysis crashed: %v\n%s", r, debug.Stack())}
 			}
 		}()
-		a, err := Analyze(ctx, w.st, w.syms, w.group, c, w.cfg.MaxCoreSize)
+		a, err := Analyze(ctx, w.st, w.syms, w.group, c, w.cfg.MaxCoreSize, w.cfg.Limits)
 		done <- outcome{a, err}
 	}()
 	var o outcome
