@@ -24,6 +24,9 @@ const (
 	// MethodFrameless: the callee's pc was in no module, so it was taken as a function not
 	// yet set up, with the return address at the stack pointer (what gdb assumes there).
 	MethodFrameless Method = "frameless"
+	// MethodPrologue: the callee had no unwind tables for its pc; its code, read from the
+	// function's start, says where it saved the return address (32-bit ARM only).
+	MethodPrologue Method = "prologue"
 )
 
 // Frame is one frame of a thread's stack. PC is the instruction address for frame 0 and the
@@ -83,13 +86,19 @@ func (e *memError) Unwrap() error { return e.err }
 type noInfoError struct {
 	pc  uint64
 	mod *Module
+	// prologue says why the prologue analysis did not help, when one ran.
+	prologue error
 }
 
 func (e *noInfoError) Error() string {
 	if e.mod == nil {
 		return fmt.Sprintf("no unwind information for %#x (no module)", e.pc)
 	}
-	return fmt.Sprintf("no unwind information for %#x (%s+%#x)", e.pc, e.mod.Path, e.pc-e.mod.Bias)
+	msg := fmt.Sprintf("no unwind information for %#x (%s+%#x)", e.pc, e.mod.Path, e.pc-e.mod.Bias)
+	if e.prologue != nil {
+		msg += "; prologue analysis: " + e.prologue.Error()
+	}
+	return msg
 }
 
 // state is the register file of one frame, by DWARF column.
@@ -313,8 +322,9 @@ func (w *walker) word(addr uint64) (uint64, error) {
 	return w.read(w.trunc(addr), w.arch.ptrSize)
 }
 
-// step unwinds the frame st into next: with the CFI of its module, else ARM exidx, else frame
-// pointers. It returns the frame's CFA and how the caller was found.
+// step unwinds the frame st into next: with the CFI of its module, else ARM exidx, else the
+// analysis of the function's prologue (ARM), else frame pointers. It returns the frame's CFA and
+// how the caller was found.
 func (w *walker) step(st, next *state) (uint64, Method, error) {
 	pc, _ := st.get(w.arch.pc)
 	clean := w.arch.cleanPC(pc)
@@ -382,12 +392,20 @@ func (w *walker) step(st, next *state) (uint64, Method, error) {
 			return cfa, MethodFrameless, nil
 		}
 	}
+	var prologueErr error
+	if w.arch.prologue != nil && mod != nil && mod.Tables != nil {
+		cfa, err := w.arch.prologue(w, st, next, mod, lookup-mod.Bias)
+		if err == nil {
+			return cfa, MethodPrologue, nil
+		}
+		prologueErr = err
+	}
 	cfa, err := w.framePointerStep(st, next)
 	if errors.Is(err, errEndOfStack) {
 		return 0, MethodFramePointer, err
 	}
 	if err != nil {
-		return 0, MethodFramePointer, &noInfoError{pc: clean, mod: mod}
+		return 0, MethodFramePointer, &noInfoError{pc: clean, mod: mod, prologue: prologueErr}
 	}
 	return cfa, MethodFramePointer, nil
 }

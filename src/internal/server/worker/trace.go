@@ -60,7 +60,7 @@ type Frame struct {
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	Inlined  bool   `json:"inlined,omitempty"`
-	Method   string `json:"method"`           // how the frame was found: context, cfi, arm_exidx, frame_pointer, sigcontext, frameless
+	Method   string `json:"method"`           // how the frame was found: context, cfi, arm_exidx, prologue, frame_pointer, sigcontext, frameless
 	Symbols  string `json:"symbols"`          // dwarf, symtab, signal (a signal trampoline), or missing
 	Signal   bool   `json:"signal,omitempty"` // a signal trampoline; the next frame is the one it interrupted
 	InApp    bool   `json:"in_app"`

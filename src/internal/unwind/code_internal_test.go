@@ -1,0 +1,46 @@
+package unwind
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestFuncIndexLookup(t *testing.T) {
+	x := &funcIndex{
+		// an outer function with a nested symbol, one without a size, one with
+		starts: []uint64{0x1000, 0x1010, 0x2000, 0x3000},
+		ends:   []uint64{0x1100, 0x1020, 0x2000, 0x3010},
+	}
+	for _, c := range []struct {
+		pc, start uint64
+		sized, ok bool
+	}{
+		{0xfff, 0, false, false},
+		{0x1000, 0x1000, true, true},
+		{0x1015, 0x1010, true, true},
+		{0x1050, 0x1000, true, true}, // past the nested symbol, inside the outer one
+		{0x1100, 0, false, false},    // past both
+		{0x2fff, 0x2000, false, true},
+		{0x300f, 0x3000, true, true},
+		{0x3010, 0, false, false},
+	} {
+		start, sized, ok := x.lookup(c.pc)
+		require.Equal(t, [3]any{c.start, c.sized, c.ok}, [3]any{start, sized, ok}, "pc %#x", c.pc)
+	}
+	start, _, ok := (*funcIndex)(nil).lookup(0x1000)
+	require.False(t, ok)
+	require.Zero(t, start)
+}
+
+func TestReadCode(t *testing.T) {
+	code := []codeRange{{addr: 0x100, b: []byte{1, 2, 3, 4}}, {addr: 0x104, b: []byte{5, 6}}, {addr: 0x200, b: []byte{7}}}
+	p := make([]byte, 8)
+	require.Equal(t, 6, readCode(code, p, 0x100), "adjacent sections join")
+	require.Equal(t, []byte{1, 2, 3, 4, 5, 6}, p[:6])
+	require.Equal(t, 3, readCode(code, p, 0x103))
+	require.Equal(t, 1, readCode(code, p, 0x200))
+	require.Zero(t, readCode(code, p, 0x106))
+	require.Zero(t, readCode(code, p, 0xff))
+	require.Zero(t, readCode(nil, p, 0x100))
+}
