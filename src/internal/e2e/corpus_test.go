@@ -158,6 +158,5 @@ func withoutTrailingUnknown(want, got []gdbbt.Thread) []gdbbt.Thread {
 // knownGaps are corpus cores where the server does not yet match gdb, with the reason. Each is
 // open work of the server issue; remove the line when the case passes.
 var knownGaps = map[string]string{
-	"cpp-exception/armhf":      "unwinding stops in abort(): the walker finds no unwind information for its pc (libc+0x1e0ac, a noreturn function) and the frame-pointer fallback gets no further; gdb gets past it with its prologue analyzer",
 	"cpp-segv-template/x86_64": "C++ names are built by demangling (Node<long int>) where gdb builds them from DWARF (Node<long>), and the inlined (anonymous namespace)::run frame is missing",
 }

@@ -19,8 +19,8 @@ type Tables struct {
 	// sigtramps are the link-time addresses of rt_sigreturn trampolines found by their code
 	// (signal.go), in files whose CFI marks none.
 	sigtramps []uint64
-	funcs      *funcIndex
-	code       []codeRange
+	funcs     *funcIndex
+	code      []codeRange
 }
 
 // NewTables assembles Tables from sections parsed elsewhere (for example from a library's
