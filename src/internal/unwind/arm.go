@@ -92,7 +92,7 @@ const (
 	maxLiteralReach = 4096
 )
 
-var errNoFunctionStart = errors.New("no function symbol or exidx entry holds the pc")
+var errNoFunctionStart = errors.New("no function symbol holds the pc")
 
 // armPrologue unwinds a frame that has no unwind tables (no exidx entry, or EXIDX_CANTUNWIND:
 // noreturn and hand-written code) the way gdb's ARM prologue analyzer does: from the start of

@@ -43,8 +43,9 @@ type Frame struct {
 }
 
 // Result is one thread's walk. Stop says in words why it ended: "end of stack", "no unwind
-// information for 0x... (module+offset)", "memory at 0x... unreadable", "not advancing",
-// "limit of N frames", or what was wrong with the unwind information or registers.
+// information for 0x... (module+offset)" (on ARM followed by "; prologue analysis: ..." when
+// one ran), "memory at 0x... unreadable", "not advancing", "limit of N frames", or what was
+// wrong with the unwind information or registers.
 type Result struct {
 	Frames []Frame
 	Stop   string
