@@ -2,7 +2,6 @@ package unwind
 
 import (
 	"debug/elf"
-	"errors"
 	"fmt"
 	"sort"
 )
@@ -25,30 +24,51 @@ const sttGNUIFunc = elf.SymType(10)
 const maxFuncSymbols = 1 << 22
 
 // loadFuncIndex reads the STT_FUNC and STT_GNU_IFUNC symbols defined in executable sections of
-// .symtab and .dynsym. The ARM Thumb bit is cleared. Absent tables give an empty index.
+// .symtab and .dynsym (their entries only: names are not needed). The ARM Thumb bit is
+// cleared. Absent tables give an empty index.
 func loadFuncIndex(f *elf.File) (*funcIndex, error) {
 	x := &funcIndex{}
-	for _, read := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
-		syms, err := read()
-		if err != nil && !errors.Is(err, elf.ErrNoSymbols) {
-			return nil, fmt.Errorf("read symbols: %w", err)
+	entSize := 24
+	if f.Class == elf.ELFCLASS32 {
+		entSize = 16
+	}
+	for _, sec := range f.Sections {
+		if sec.Type != elf.SHT_SYMTAB && sec.Type != elf.SHT_DYNSYM {
+			continue
 		}
-		for _, s := range syms {
-			typ := elf.ST_TYPE(s.Info)
-			if typ != elf.STT_FUNC && typ != sttGNUIFunc || s.Section == elf.SHN_UNDEF ||
-				s.Section >= elf.SHN_LORESERVE || int(s.Section) >= len(f.Sections) ||
-				f.Sections[s.Section].Flags&elf.SHF_EXECINSTR == 0 {
+		b, err := sectionBytes(sec)
+		if err != nil {
+			return nil, err
+		}
+		// Entry 0 is the undefined symbol.
+		for off := entSize; off+entSize <= len(b); off += entSize {
+			e := b[off : off+entSize]
+			var value, size uint64
+			var info byte
+			var shndx elf.SectionIndex
+			if entSize == 16 {
+				value = uint64(f.ByteOrder.Uint32(e[4:]))
+				size = uint64(f.ByteOrder.Uint32(e[8:]))
+				info, shndx = e[12], elf.SectionIndex(f.ByteOrder.Uint16(e[14:]))
+			} else {
+				info, shndx = e[4], elf.SectionIndex(f.ByteOrder.Uint16(e[6:]))
+				value = f.ByteOrder.Uint64(e[8:])
+				size = f.ByteOrder.Uint64(e[16:])
+			}
+			typ := elf.ST_TYPE(info)
+			if typ != elf.STT_FUNC && typ != sttGNUIFunc || shndx == elf.SHN_UNDEF ||
+				shndx >= elf.SHN_LORESERVE || int(shndx) >= len(f.Sections) ||
+				f.Sections[shndx].Flags&elf.SHF_EXECINSTR == 0 {
 				continue
 			}
 			if len(x.starts) >= maxFuncSymbols {
 				return nil, fmt.Errorf("more than %d function symbols", maxFuncSymbols)
 			}
-			start := s.Value
 			if f.Machine == elf.EM_ARM {
-				start &^= 1
+				value &^= 1
 			}
-			x.starts = append(x.starts, start)
-			x.ends = append(x.ends, start+s.Size)
+			x.starts = append(x.starts, value)
+			x.ends = append(x.ends, value+size)
 		}
 	}
 	idx := make([]int, len(x.starts))

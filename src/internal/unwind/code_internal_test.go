@@ -1,6 +1,7 @@
 package unwind
 
 import (
+	"debug/elf"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -43,4 +44,50 @@ func TestReadCode(t *testing.T) {
 	require.Zero(t, readCode(code, p, 0x106))
 	require.Zero(t, readCode(code, p, 0xff))
 	require.Zero(t, readCode(nil, p, 0x100))
+}
+
+// TestLoadFuncIndex compares the symbol entries read raw with debug/elf's reading of them, on
+// the libraries of the ARM and AArch64 sysroots and this machine's libc (ELF32 and ELF64).
+func TestLoadFuncIndex(t *testing.T) {
+	for _, path := range []string{
+		"/usr/arm-linux-gnueabihf/lib/libc.so.6",
+		"/usr/arm-linux-gnueabihf/lib/libstdc++.so.6",
+		"/usr/aarch64-linux-gnu/lib/libc.so.6",
+		"/lib/x86_64-linux-gnu/libc.so.6",
+	} {
+		t.Run(path, func(t *testing.T) {
+			f, err := elf.Open(path)
+			if err != nil {
+				t.Skipf("%v", err)
+			}
+			defer f.Close()
+			x, err := loadFuncIndex(f)
+			require.NoError(t, err)
+			want := map[uint64]uint64{}
+			for _, read := range []func() ([]elf.Symbol, error){f.Symbols, f.DynamicSymbols} {
+				syms, _ := read()
+				for _, s := range syms {
+					typ := elf.ST_TYPE(s.Info)
+					if typ != elf.STT_FUNC && typ != sttGNUIFunc || s.Section == elf.SHN_UNDEF ||
+						s.Section >= elf.SHN_LORESERVE || f.Sections[s.Section].Flags&elf.SHF_EXECINSTR == 0 {
+						continue
+					}
+					start := s.Value
+					if f.Machine == elf.EM_ARM {
+						start &^= 1
+					}
+					want[start] = max(want[start], start+s.Size)
+				}
+			}
+			require.NotEmpty(t, want)
+			got := map[uint64]uint64{}
+			for i, s := range x.starts {
+				got[s] = x.ends[i]
+			}
+			require.Equal(t, want, got)
+			for i := 1; i < len(x.starts); i++ {
+				require.Less(t, x.starts[i-1], x.starts[i])
+			}
+		})
+	}
 }
