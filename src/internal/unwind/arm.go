@@ -96,7 +96,7 @@ var errNoFunctionStart = errors.New("no function symbol holds the pc")
 
 // armPrologue unwinds a frame that has no unwind tables (no exidx entry, or EXIDX_CANTUNWIND:
 // noreturn and hand-written code) the way gdb's ARM prologue analyzer does: from the start of
-// its function (a symbol or exidx entry), it follows the code up to the pc or the first branch
+// its function (Tables.FuncStart), it follows the code up to the pc or the first branch
 // (package armprologue) to learn the frame's size and where lr and the other registers were
 // saved. link is the link-time lookup address (pc-1 for a return address).
 func armPrologue(w *walker, st, next *state, mod *Module, link uint64) (uint64, error) {
