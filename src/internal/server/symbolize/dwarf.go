@@ -22,6 +22,7 @@ type dwarfIndex struct {
 	rangesMax []uint64    // rangesMax[i] = max(ranges[:i+1].hi)
 	foreign   sync.Map    // dwarf.Offset -> *declInfo, DIEs read outside a unit walk
 	names     *budget     // bytes of names and paths the unit indexes may keep
+	sites     sync.Map    // *unit -> *unitSites, built on first use (callsites.go)
 }
 
 // unitBounds locates one unit of .debug_info.

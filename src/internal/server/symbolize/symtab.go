@@ -14,6 +14,7 @@ type symbol struct {
 	name         string
 	secLo, secHi uint64 // the section the symbol belongs to
 	isFunc       bool
+	global       bool // STB_GLOBAL, STB_WEAK or STB_GNU_UNIQUE
 	// zeroAlias is the best zero-sized symbol at the same address as a sized
 	// one: gdb falls back to it for addresses past the sized symbol's end.
 	zeroAlias string
@@ -25,6 +26,7 @@ type symbol struct {
 type symtab struct {
 	syms      []symbol
 	prevSized []int32
+	names     *nameIndex // every symbol by name, for call-site targets (symnames.go)
 }
 
 const maxSymbolName = 1 << 16 // longer names are cut; nothing real comes close
@@ -132,6 +134,7 @@ func readSymbolSection(r io.ReaderAt, f *elf.File, s *elf.Section, fileSize int6
 			addr: value, size: size, name: name,
 			secLo: sec.Addr, secHi: secHi,
 			isFunc: typ == elf.STT_FUNC || typ == sttGNUIFunc,
+			global: isGlobal(elf.SymBind(info >> 4)),
 		})
 	}
 	return out, names, nil
@@ -181,7 +184,7 @@ func better(a, b *symbol) bool {
 
 func newSymtab(all []symbol) *symtab {
 	sort.SliceStable(all, func(i, j int) bool { return all[i].addr < all[j].addr })
-	st := &symtab{}
+	st := &symtab{names: newNameIndex(all)}
 	for i := range all {
 		s := &all[i]
 		if n := len(st.syms); n > 0 && st.syms[n-1].addr == s.addr {
