@@ -192,6 +192,7 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 
 	missing := map[string]bool{}
 	frameBudget := lim.MaxFrames
+	tails := newTailCalls(set, mods, symsByModule, core.Header.Machine)
 	for ti, th := range proc.Threads {
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -217,24 +218,37 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 			// run, not a return address.
 			exact := fi == 0 || res.Frames[fi-1].Signal
 			t.Frames = append(t.Frames, symbolizeFrame(exact, fr, set, symsByModule, core.Header.Machine, missing)...)
+			if fi+1 < len(res.Frames) && !fr.Signal {
+				t.Frames = append(t.Frames, tails.frames(exact, fr, res.Frames[fi+1])...)
+			}
 		}
 		if ti == 0 {
 			tr.CrashingThread = t.TID
 		}
 		tr.Threads = append(tr.Threads, t)
 	}
+	if tails.exhausted {
+		tr.Notes = append(tr.Notes, "tail-call frames: search budget exhausted, some may be missing")
+	}
 	for id := range missing {
 		tr.MissingSymbols = append(tr.MissingSymbols, id)
 	}
 	sort.Strings(tr.MissingSymbols)
 
+	// Tail-call frames stay out of the fingerprint: whether they can be shown depends on the
+	// call-site information of code far from the crash, which changes between builds.
 	crashed := tr.Threads[0].Frames
-	gf := make([]group.Frame, len(crashed))
+	var gf []group.Frame
+	var gfIndex []int // trace frame of each gf entry
 	for i, fr := range crashed {
 		var off uint64
 		fmt.Sscanf(fr.Offset, "0x%x", &off)
-		gf[i] = group.Frame{Function: fr.Function, Module: fr.Module, BuildID: fr.BuildID, Offset: off, File: fr.File, Line: fr.Line}
-		tr.Threads[0].Frames[i].InApp = g.InApp(gf[i])
+		f := group.Frame{Function: fr.Function, Module: fr.Module, BuildID: fr.BuildID, Offset: off, File: fr.File, Line: fr.Line}
+		tr.Threads[0].Frames[i].InApp = g.InApp(f)
+		if fr.Method != MethodTailCall {
+			gf = append(gf, f)
+			gfIndex = append(gfIndex, i)
+		}
 	}
 	for ti := 1; ti < len(tr.Threads); ti++ {
 		for i, fr := range tr.Threads[ti].Frames {
@@ -242,6 +256,9 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		}
 	}
 	fp := g.Fingerprint(tr.Signal, gf)
+	for i, k := range fp.Frames {
+		fp.Frames[i] = gfIndex[k]
+	}
 	tr.Fingerprint, tr.FingerprintKey = fp.Frames, fp.Keys
 	return &Analysis{Trace: tr, Fingerprint: fp, Title: title(tr, fp)}, nil
 }

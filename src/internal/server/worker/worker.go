@@ -1,5 +1,6 @@
 // Package worker turns stored cores into analysed traces: unwind every thread, symbolize
-// every frame, fingerprint the crash, and file it under an issue. Each core is one job with a
+// every frame, add the frames of functions that left by a tail call (from DWARF call sites, as
+// gdb does: tailcall.go), fingerprint the crash, and file it under an issue. Each core is one job with a
 // time budget; hostile input becomes an error on that job, never a crashed server.
 package worker
 
