@@ -219,7 +219,7 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 			exact := fi == 0 || res.Frames[fi-1].Signal
 			t.Frames = append(t.Frames, symbolizeFrame(exact, fr, set, symsByModule, core.Header.Machine, missing)...)
 			if fi+1 < len(res.Frames) && !fr.Signal {
-				t.Frames = append(t.Frames, tails.frames(exact, fr, res.Frames[fi+1])...)
+				t.Frames = append(t.Frames, tails.frames(exact, fr, res.Frames[fi+1], missing)...)
 			}
 		}
 		if ti == 0 {

@@ -3,7 +3,6 @@ package worker
 import (
 	"debug/elf"
 	"errors"
-	"fmt"
 
 	"meta-memfault-go/internal/server/symbolize"
 	"meta-memfault-go/internal/server/symstore"
@@ -89,16 +88,20 @@ func (tc *tailCalls) fileAt(pc uint64) (*unwind.Module, *symbolize.File) {
 	return m, sy.Sym
 }
 
-// frames returns the tail-call frames between callee and caller, innermost first; exact says
-// the callee's pc is not a return address (frame 0, or a frame a signal interrupted).
-func (tc *tailCalls) frames(exact bool, callee, caller unwind.Frame) []Frame {
+// frames returns the tail-call frames between callee and caller, innermost first, symbolized
+// like the return address of a call: the innermost function at pc-1 (gdb shows no inlined
+// calls around it). exact says the callee's pc is not a return address (frame 0, or a frame a
+// signal interrupted).
+func (tc *tailCalls) frames(exact bool, callee, caller unwind.Frame, missing map[string]bool) []Frame {
 	if caller.Method != unwind.MethodCFI {
 		return nil // callee was not unwound by CFI
 	}
 	pcs := tc.chain(exact, callee, caller)
 	out := make([]Frame, 0, len(pcs))
 	for _, pc := range pcs {
-		out = append(out, tc.frameAt(pc))
+		f := symbolizeFrame(false, unwind.Frame{PC: pc, Method: unwind.Method(MethodTailCall)}, tc.set, tc.syms, tc.machine, missing)[0]
+		f.Inlined = false
+		out = append(out, f)
 	}
 	return out
 }
@@ -376,29 +379,4 @@ func (r *chainResult) frames() []uint64 {
 		}
 	}
 	return out
-}
-
-// frameAt describes a tail-call frame whose call site returns to pc.
-func (tc *tailCalls) frameAt(pc uint64) Frame {
-	fr := Frame{PC: fmt.Sprintf("%#x", pc), Method: MethodTailCall, Symbols: "missing"}
-	m, f := tc.fileAt(pc - 1)
-	if m == nil {
-		return fr
-	}
-	fr.Module, fr.BuildID = m.Path, m.BuildID
-	fr.Offset = fmt.Sprintf("%#x", pc-m.Bias)
-	if f == nil {
-		return fr
-	}
-	frames, err := f.Lookup(pc - 1 - m.Bias)
-	if err != nil || len(frames) == 0 {
-		return fr
-	}
-	sf := frames[0]
-	fr.Function, fr.Mangled, fr.File, fr.Line = sf.Function, sf.Mangled, sf.File, sf.Line
-	fr.Symbols = "dwarf"
-	if sf.FromSymtab {
-		fr.Symbols = "symtab"
-	}
-	return fr
 }

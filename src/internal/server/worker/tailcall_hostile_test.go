@@ -168,7 +168,7 @@ func TestTailCallSearchIsBounded(t *testing.T) {
 	require.Equal(t, "leaf", gdbFrames[0].name, string(out))
 	require.Equal(t, "top", gdbFrames[1].name, "gdb shows the tail call:\n%s", out)
 	require.Equal(t, "entry", gdbFrames[2].name, string(out))
-	got := tc.frames(true, unwind.Frame{PC: pc0, Method: unwind.MethodContext}, unwind.Frame{PC: gdbFrames[2].pc, Method: unwind.MethodCFI})
+	got := tc.frames(true, unwind.Frame{PC: pc0, Method: unwind.MethodContext}, unwind.Frame{PC: gdbFrames[2].pc, Method: unwind.MethodCFI}, map[string]bool{})
 	require.Len(t, got, 1, "%+v", got)
 	require.Equal(t, "top", got[0].Function)
 	require.Equal(t, fmt.Sprintf("%#x", gdbFrames[1].pc), got[0].PC)

@@ -81,7 +81,7 @@ func analyzeFixture(t *testing.T, core []byte, dir string) *Analysis {
 	require.NoError(t, err)
 	g, err := group.New(group.DefaultRules())
 	require.NoError(t, err)
-	a, err := AnalyzeCore(context.Background(), bytes.NewReader(core), int64(len(core)), &store.Core{}, syms, g)
+	a, err := AnalyzeCore(context.Background(), bytes.NewReader(core), int64(len(core)), &store.Core{}, syms, g, Limits{})
 	require.NoError(t, err)
 	return a
 }
