@@ -61,7 +61,7 @@ type tailCalls struct {
 	memo    map[[2]uint64][]uint64
 	names   map[string]nameTarget
 	lists   map[uint64][]site // tail-call sites by function entry; nil: no DWARF function there
-	// Exhausted is set once the core's budget ran out.
+	// exhausted is set once the core's budget ran out (the trace gets a note).
 	exhausted bool
 }
 
@@ -194,8 +194,7 @@ func (tc *tailCalls) symbol(name string) (uint64, bool) {
 	if r, ok := tc.names[name]; ok {
 		return r.addr, r.ok
 	}
-	var local, stub nameTarget
-	var found nameTarget
+	var found, local, stub nameTarget
 	for _, m := range tc.mods {
 		sy := tc.syms[m]
 		if sy == nil || sy.Sym == nil {
