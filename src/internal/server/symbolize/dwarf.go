@@ -23,6 +23,9 @@ type dwarfIndex struct {
 	foreign   sync.Map    // dwarf.Offset -> *declInfo, DIEs read outside a unit walk
 	names     *budget     // bytes of names and paths the unit indexes may keep
 	sites     sync.Map    // *unit -> *unitSites, built on first use (callsites.go)
+	// cxxTypeNames caches gdb's names of C++ types: dwarf.Offset -> string
+	// ("" for an unnamed type).
+	cxxTypeNames sync.Map
 }
 
 // unitBounds locates one unit of .debug_info.
