@@ -156,6 +156,4 @@ func withoutTrailingUnknown(want, got []gdbbt.Thread) []gdbbt.Thread {
 
 // knownGaps are corpus cores where the server does not yet match gdb, with the reason. Each is
 // open work of the server issue; remove the line when the case passes.
-var knownGaps = map[string]string{
-	"cpp-segv-template/x86_64": "C++ names are built by demangling (Node<long int>) where gdb builds them from DWARF (Node<long>), and the inlined (anonymous namespace)::run frame is missing",
-}
+var knownGaps = map[string]string{}
