@@ -241,6 +241,8 @@ func (c *cxxNamer) prefix(e *dwarf.Entry, depth int) string {
 			name, _ := c.typeName(pe, depth+1)
 			return name
 		}
+	case dwarf.TagSubprogram:
+		return "" // a class local to a function has no prefix in gdb 13
 	}
 	return c.prefix(pe, depth+1)
 }
@@ -332,8 +334,7 @@ func (c *cxxNamer) templateArgs(e *dwarf.Entry, depth int) string {
 }
 
 // constValue prints a template value argument as gdb does: a character
-// as a character literal, a bool as true/false, other integers in
-// decimal.
+// as a character literal, other integers (bool too) in decimal.
 func (c *cxxNamer) constValue(t *cType, v any) string {
 	var u uint64
 	switch x := v.(type) {
@@ -349,11 +350,6 @@ func (c *cxxNamer) constValue(t *cType, v any) string {
 		u &= 1<<(8*size) - 1
 	}
 	switch t.encoding {
-	case encBool:
-		if u == 0 {
-			return "false"
-		}
-		return "true"
 	case encNoSign:
 		return charLiteral(byte(u))
 	case encSigned:
@@ -431,7 +427,6 @@ const qAtomic = qRestrict << 1
 const (
 	encUnsigned = iota
 	encSigned
-	encBool
 	encNoSign // plain char
 )
 
@@ -470,8 +465,6 @@ func (c *cxxNamer) resolveType(off dwarf.Offset, depth int) *cType {
 		switch enc, _ := e.Val(dwarf.AttrEncoding).(int64); {
 		case name == "char":
 			t.encoding = encNoSign
-		case enc == 0x02: // DW_ATE_boolean
-			t.encoding = encBool
 		case enc == 0x05 || enc == 0x06 || enc == 0x0d: // signed, signed_char, signed_fixed
 			t.encoding = encSigned
 		}

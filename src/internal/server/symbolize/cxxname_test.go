@@ -46,7 +46,7 @@ for inf in gdb.inferiors():
         th.switch()
         f = gdb.newest_frame()
         n = 0
-        while f is not None and n < 100:
+        while f is not None and n < 1000:
             exe = 1 if gdb.solib_name(f.pc()) is None else 0
             out.write("F %%d %%d %%s %%x %%d %%s\n" %% (th.ptid[1], n, kinds.get(f.type(), "O"), f.pc(), exe, f.name() or ""))
             try:

@@ -199,6 +199,13 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 			if top.node < 0 {
 				break
 			}
+			if e.Val(dwarf.AttrCallFile) == nil || e.Val(dwarf.AttrCallLine) == nil {
+				// gdb reads an inlined call without its call site as a
+				// lexical block: no frame; calls inside it belong to the
+				// enclosing function (read_func_scope).
+				next.node = top.node
+				break
+			}
 			rs, err := x.data.Ranges(e)
 			if err != nil {
 				return fmt.Errorf("inlined subroutine at %#x: %w", e.Offset, err)
