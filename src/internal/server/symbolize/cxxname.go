@@ -47,7 +47,7 @@ var cxxLangs = map[int64]bool{
 // Limits of one name's computation.
 const (
 	maxCxxReads     = 4096 // DIEs read
-	maxCxxTypeDepth = 24   // nested types, scopes and template arguments
+	maxCxxTypeDepth = 64   // nested types, scopes (two levels each) and template arguments
 	maxCxxNameLen   = 1 << 14
 	maxCxxChildren  = 1024
 )

@@ -358,3 +358,55 @@ func TestGDBNamesSynthetic(t *testing.T) {
 		"c_name_asm",
 	})
 }
+
+// TestHostileCxxNames: reference cycles, self-referential types, deep
+// scopes and huge names end in bounded names, without panics.
+func TestHostileCxxNames(t *testing.T) {
+	if runtime.GOARCH != "amd64" {
+		t.Skip("builds x86-64 programs")
+	}
+	needTool(t, "gcc")
+	selfSpec := die(dwarf.TagSubprogram, aName("loop")).code()
+	selfSpec.attrs = append(selfSpec.attrs, aRef(dwarf.AttrSpecification, selfSpec))
+	selfPtr := die(dwarf.TagPointerType, aData1(dwarf.AttrByteSize, 8))
+	selfPtr.attrs = append(selfPtr.attrs, aType(selfPtr))
+	selfConst := die(dwarf.TagConstType)
+	selfConst.attrs = append(selfConst.attrs, aType(selfConst))
+	selfClass := die(dwarf.TagClassType, aName("Self"))
+	selfClass.attrs = append(selfClass.attrs, aRef(dwarf.AttrSpecification, selfClass))
+	member := die(dwarf.TagSubprogram, aName("m"), aFlag(dwarf.AttrDeclaration))
+	selfClass.with(member)
+	// 80 nested namespaces and classes, a method at the bottom
+	deep := die(dwarf.TagSubprogram, aName("deep"), aFlag(dwarf.AttrDeclaration))
+	scope := deep
+	for i := 0; i < 80; i++ {
+		tag := dwarf.TagNamespace
+		if i%2 == 0 {
+			tag = dwarf.TagStructType
+		}
+		scope = die(tag, aName(fmt.Sprintf("s%d<int>", i))).with(scope)
+	}
+	huge := strings.Repeat("x<", 20000) + strings.Repeat(">", 20000)
+	dies := []*sDIE{selfPtr, selfConst, selfClass, scope,
+		selfSpec,
+		die(dwarf.TagSubprogram, aName("params")).code().with(param(selfPtr), param(selfConst), param(selfClass), param(die(dwarf.TagStructType))),
+		die(dwarf.TagSubprogram, aRef(dwarf.AttrSpecification, member)).code().with(param(selfPtr, aFlag(dwarf.AttrArtificial))),
+		die(dwarf.TagSubprogram, aRef(dwarf.AttrSpecification, deep)).code(),
+		die(dwarf.TagSubprogram, aName(huge)).code(),
+		die(dwarf.TagSubprogram, aName("bad"), aLinkage("_Z"+strings.Repeat("N1a", 3000))).code(),
+	}
+	dir := t.TempDir()
+	src, bin := filepath.Join(dir, "synth.s"), filepath.Join(dir, "synth")
+	require.NoError(t, os.WriteFile(src, []byte(synthAsm(dies)), 0o600))
+	run(t, dir, "gcc", "-nostdlib", "-static", "-o", bin, src)
+	f, err := Open(bin)
+	require.NoError(t, err)
+	for i := 0; i < 6; i++ {
+		frames, err := f.Lookup(linkAddress(t, bin, fmt.Sprintf("f%d", i)) + 4)
+		require.NoError(t, err)
+		for _, fr := range frames {
+			assert.LessOrEqual(t, len(fr.Function), 2*maxCxxNameLen, "f%d", i)
+			t.Logf("f%d: %.200s", i, fr.Function)
+		}
+	}
+}

@@ -23,7 +23,7 @@ type File struct {
 
 // Frame is one entry of a symbolized address, see Lookup.
 type Frame struct {
-	Function   string // demangled; without parameters when it comes from DWARF, as gdb prints it
+	Function   string // as gdb names the frame: from DWARF without parameters, unless gdb's C++ parser rejects the name (then with them)
 	Mangled    string // the linkage name when it differs from Function
 	File       string // source file as recorded in DWARF (comp_dir joined when relative)
 	Line       int    // 0 when unknown

@@ -94,6 +94,10 @@ func FuzzOpen(f *testing.F) {
 	if b, err := os.ReadFile("../../../testdata/corpus/c-tailcalls/x86_64/c-tailcalls"); err == nil {
 		f.Add(b)
 	}
+	// a C++ program, for the names built from DWARF (cxxname.go)
+	if b, err := os.ReadFile("../../../testdata/corpus/cpp-segv-template/x86_64/cpp-segv-template"); err == nil {
+		f.Add(b)
+	}
 	f.Fuzz(func(t *testing.T, data []byte) {
 		file, err := NewFile(bytes.NewReader(data))
 		if err != nil {
