@@ -1451,14 +1451,16 @@ func castTo(ty, x demangle.AST) demangle.AST {
 	return &demangle.Unary{Op: &demangle.Cast{To: ty}, Expr: x}
 }
 
-// cpPrint prints a tree; a printer failure is a failed parse.
+// cpPrint prints a tree, at most demangleLimit long (substitutions in a
+// mangled name can make its tree print exponentially long); a printer
+// failure is a failed parse.
 func cpPrint(a demangle.AST) (s string, ok bool) {
 	defer func() {
 		if recover() != nil {
 			s, ok = "", false
 		}
 	}()
-	return demangle.ASTToString(a), true
+	return demangle.ASTToString(a, demangleLimit), true
 }
 
 // cpCanonicalize returns the canonical spelling of a C++ name, or the name

@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"strconv"
 	"strings"
 	"testing"
 
@@ -299,4 +300,20 @@ func FuzzCPName(f *testing.F) {
 			t.Fatalf("%q without parameters is %d bytes", s, len(r))
 		}
 	})
+}
+
+// TestDemangleBlowUp: a mangled name whose substitutions double at each
+// step (f(A<int>, A<A<int>, A<int> >, ...)) prints no longer than the
+// demangling limit.
+func TestDemangleBlowUp(t *testing.T) {
+	name := "_Z1f1AIiE"
+	prev := "S0_"
+	for k := 1; k < 40; k++ {
+		name += "S_I" + prev + prev + "E"
+		prev = "S" + strings.ToUpper(strconv.FormatInt(int64(k), 36)) + "_"
+	}
+	for _, s := range []string{Demangle(name), gdbDemangle(name)} {
+		assert.Greater(t, len(s), 1<<16)
+		assert.LessOrEqual(t, len(s), 1<<17)
+	}
 }

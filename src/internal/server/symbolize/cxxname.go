@@ -788,19 +788,21 @@ func (x *dwarfIndex) cxxFrameName(off dwarf.Offset, inlined bool) (frame, print,
 	if e == nil {
 		return "", "", ""
 	}
+	// gdb makes no symbol for a function without a name (the frame is
+	// then named from the symbol table).
+	if c.rawName(e) == "" {
+		return "", "", ""
+	}
 	linkage, _ = c.attr(e, dwarf.AttrLinkageName).(string)
 	if linkage == "" {
 		linkage, _ = c.attr(e, attrMIPSLinkageName).(string)
 	}
-	switch {
-	case linkage != "":
+	if linkage != "" {
 		print = gdbDemangle(linkage)
 		if print == "" {
 			print = linkage
 		}
-	case c.rawName(e) == "":
-		return "", "", ""
-	default:
+	} else {
 		print = c.physname(e, inlined)
 	}
 	if f, ok := cpRemoveParams(print); ok {

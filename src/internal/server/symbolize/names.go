@@ -203,7 +203,30 @@ func isRustLegacy(name string) bool {
 // "g<a, , b>") and dropping the empty ones at the end, also inside a pack.
 // (libiberty also omits the space of "> >" after such a dropped pack; the
 // demangle package's printer cannot do that.)
+//
+// A demangled tree shares the subtrees that substitutions repeat, and
+// Copy walks them as a tree: a hostile name makes that exponential. The
+// rewrite is only done when the tree, walked that way, is small and has
+// something to change.
 func libibertyStyle(a demangle.AST) demangle.AST {
+	visits, change := 0, false
+	a.Traverse(func(n demangle.AST) bool {
+		visits++
+		switch n := n.(type) {
+		case *demangle.Constructor:
+			change = change || n.Base != nil
+		case *demangle.Template:
+			change = change || hasEmptyArg(n.Args)
+		case *demangle.ArgumentPack:
+			change = change || hasEmptyArg(n.Args)
+		case *demangle.FunctionType:
+			change = change || hasEmptyArg(n.Args)
+		}
+		return visits <= maxStyleVisits
+	})
+	if !change || visits > maxStyleVisits {
+		return a
+	}
 	out := a.Copy(func(n demangle.AST) demangle.AST {
 		switch n := n.(type) {
 		case *demangle.Constructor:
@@ -233,6 +256,18 @@ func libibertyStyle(a demangle.AST) demangle.AST {
 	return out
 }
 
+// maxStyleVisits bounds the tree libibertyStyle rewrites.
+const maxStyleVisits = 1 << 14
+
+func hasEmptyArg(args []demangle.AST) bool {
+	for _, a := range args {
+		if emptyArg(a) {
+			return true
+		}
+	}
+	return false
+}
+
 // lastName is the unqualified name at the end of a (maybe qualified,
 // maybe template) name, as libiberty's last_name.
 func lastName(a demangle.AST) demangle.AST {
@@ -258,7 +293,7 @@ func libibertyArgs(args []demangle.AST) ([]demangle.AST, bool) {
 	last := -1
 	empties := 0
 	for i, a := range args {
-		if emptyArg(a, 0) {
+		if emptyArg(a) {
 			empties++
 		} else {
 			last = i
@@ -269,7 +304,7 @@ func libibertyArgs(args []demangle.AST) ([]demangle.AST, bool) {
 	}
 	out := append([]demangle.AST(nil), args[:last+1]...)
 	for i, a := range out {
-		if emptyArg(a, 0) {
+		if emptyArg(a) {
 			out[i] = &demangle.Name{Name: ""}
 		}
 	}
@@ -277,15 +312,21 @@ func libibertyArgs(args []demangle.AST) ([]demangle.AST, bool) {
 }
 
 // emptyArg reports an argument that prints as nothing: an empty pack or
-// expression list.
-func emptyArg(a demangle.AST, depth int) bool {
-	if depth > maxCPNameDepth {
+// expression list (looking at no more than 256 nodes: packs of packs can
+// be shared).
+func emptyArg(a demangle.AST) bool {
+	budget := 256
+	return emptyArgWithin(a, &budget)
+}
+
+func emptyArgWithin(a demangle.AST, budget *int) bool {
+	if *budget--; *budget < 0 {
 		return false
 	}
 	switch n := a.(type) {
 	case *demangle.ArgumentPack:
 		for _, x := range n.Args {
-			if !emptyArg(x, depth+1) {
+			if !emptyArgWithin(x, budget) {
 				return false
 			}
 		}
@@ -293,7 +334,7 @@ func emptyArg(a demangle.AST, depth int) bool {
 	case *demangle.ExprList:
 		return len(n.Exprs) == 0
 	case *demangle.PackExpansion:
-		return n.Pack != nil && emptyArg(n.Base, depth+1)
+		return n.Pack != nil && emptyArgWithin(n.Base, budget)
 	case *demangle.Name:
 		return n.Name == ""
 	}
