@@ -188,7 +188,8 @@ func corpusFile(t *testing.T, dir, name string) string {
 
 // TestCxxNamesCorpusGolden checks the names of the C++ corpus binaries at
 // addresses of their cores' backtraces against what gdb printed (written
-// down from gdb 13's "bt"; TestCxxNamesCorpusGDB asks gdb again).
+// down from gdb 13's "bt" in gdb-full.txt, link-time addresses of the
+// calls; TestCxxNamesCorpusGDB asks gdb again).
 func TestCxxNamesCorpusGolden(t *testing.T) {
 	cases := []struct {
 		bin  string
@@ -203,13 +204,21 @@ func TestCxxNamesCorpusGolden(t *testing.T) {
 		// run's tail call to fold (gdb's frame #2, a tail-call frame).
 		{"cpp-segv-template/x86_64/cpp-segv-template", 0x1246, []string{"(anonymous namespace)::run"}},
 		{"cpp-segv-template/x86_64/cpp-segv-template", 0x110c, []string{"main"}},
+		// The calls of frames #8-#10 of x86_64 (#7-#9 on aarch64 and
+		// armhf): the frames that threw, then main.
+		{"cpp-exception/x86_64/cpp-exception", 0x194e, []string{"Parser<int>::parse_field"}},
+		{"cpp-exception/x86_64/cpp-exception", 0x19e6, []string{"Parser<int>::sum"}},
+		{"cpp-exception/x86_64/cpp-exception", 0x1391, []string{"main"}},
+		{"cpp-exception/aarch64/cpp-exception", 0x197f, []string{"Parser<int>::parse_field"}},
+		{"cpp-exception/aarch64/cpp-exception", 0x1a3b, []string{"Parser<int>::sum"}},
+		{"cpp-exception/aarch64/cpp-exception", 0x1287, []string{"main"}},
+		{"cpp-exception/armhf/cpp-exception", 0x10c1, []string{"Parser<int>::parse_field"}},
+		{"cpp-exception/armhf/cpp-exception", 0x112f, []string{"Parser<int>::sum"}},
+		{"cpp-exception/armhf/cpp-exception", 0xd0d, []string{"main"}},
 	}
 	root := filepath.Join("..", "..", "..", "testdata", "corpus")
 	for _, tc := range cases {
-		if tc.want == nil {
-			continue
-		}
-		t.Run(fmt.Sprintf("%s@%#x", filepath.Base(tc.bin), tc.addr), func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s@%#x", filepath.Dir(tc.bin), tc.addr), func(t *testing.T) {
 			f, err := Open(filepath.Join(root, tc.bin))
 			require.NoError(t, err)
 			frames, err := f.Lookup(tc.addr)
