@@ -86,9 +86,6 @@ func TestFidelityCorpus(t *testing.T) {
 			b, err := os.ReadFile(cj)
 			require.NoError(t, err)
 			require.NoError(t, json.Unmarshal(b, &meta))
-			if reason, ok := knownGaps[name]; ok {
-				t.Skip("known gap: " + reason)
-			}
 			args := []string{"--symbols-dir", symbolsOf(t, dir)}
 			for _, l := range corpusLibs[arch] {
 				if _, err := os.Stat(l); err == nil {
@@ -153,7 +150,3 @@ func withoutTrailingUnknown(want, got []gdbbt.Thread) []gdbbt.Thread {
 	}
 	return want
 }
-
-// knownGaps are corpus cores where the server does not yet match gdb, with the reason. Each is
-// open work of the server issue; remove the line when the case passes.
-var knownGaps = map[string]string{}

@@ -124,22 +124,8 @@ func (x *dwarfIndex) foreignDecl(off dwarf.Offset) *declInfo {
 	if v, ok := x.foreign.Load(off); ok {
 		return v.(*declInfo)
 	}
-	b, ok := x.boundsOf(off)
-	if !ok {
-		return nil
-	}
-	r := x.data.Reader()
-	// Read the unit's own entry first: it carries the bases that indexed
-	// forms (strx, addrx) in its other DIEs need.
-	r.Seek(b.first)
-	if _, err := r.Next(); err != nil {
-		return nil
-	}
-	if off != b.first {
-		r.Seek(off)
-	}
 	var d *declInfo
-	if e, err := r.Next(); err == nil && e != nil && e.Offset == off {
+	if e := x.entryAt(off); e != nil {
 		d = &declInfo{}
 		d.name, _ = e.Val(dwarf.AttrName).(string)
 		d.linkage = linkageName(e)
@@ -148,6 +134,8 @@ func (x *dwarfIndex) foreignDecl(off dwarf.Offset) *declInfo {
 		if len(d.name) > maxSymbolName || len(d.linkage) > maxSymbolName || !x.names.take(len(d.name)+len(d.linkage)) {
 			d.name, d.linkage = "", ""
 		}
+	} else if _, ok := x.boundsOf(off); !ok {
+		return nil
 	}
 	if d == nil {
 		d = &declInfo{}
