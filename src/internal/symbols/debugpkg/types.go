@@ -1,0 +1,57 @@
+// Package debugpkg turns what a Yocto build deploys (the image's rootfs tarball and its -dbg
+// tarball) or a plain archive of ELF files into the symbol files to upload: every ELF of the
+// image with its GNU build-id, paired with its separate debug file and recombined so that the
+// uploaded file holds DWARF, the symbol table and the unwind tables together.
+package debugpkg
+
+// ELFInfo describes one ELF file of an image.
+type ELFInfo struct {
+	Path      string `json:"path"`     // path in the image, "/usr/bin/foo"
+	BuildID   string `json:"build_id"` // GNU build-id, lower-case hex; "" when the file has none
+	Type      string `json:"type"`     // exec, pie, shared, relocatable (kernel module), other
+	Machine   string `json:"machine"`
+	HasDebug  bool   `json:"has_debug_info"` // .debug_info in the file itself
+	HasSymtab bool   `json:"has_symtab"`
+	DebugLink string `json:"debuglink,omitempty"` // .gnu_debuglink file name
+	Size      int64  `json:"size"`
+	// DebugFile is the image path of the separate debug file paired with this ELF ("" when
+	// none was found); PairedBy says how: build-id, path, debuglink.
+	DebugFile string `json:"debug_file,omitempty"`
+	PairedBy  string `json:"paired_by,omitempty"`
+}
+
+// Symbol is one file to upload, on disk in the temporary directory.
+type Symbol struct {
+	BuildID string `json:"build_id"`
+	Path    string `json:"path"` // image path of the binary it describes
+	File    string `json:"-"`    // the file on disk
+	Size    int64  `json:"size"`
+	// Source says how the file was made: "unstripped" (eu-unstrip of the binary and its debug
+	// file), "debug-only" (the debug file alone: the binary could not be recombined), or
+	// "binary" (the binary itself already has DWARF).
+	Source string `json:"source"`
+}
+
+// Skipped is a file of the image that gives no symbol file, with the reason: not readable,
+// no GNU build-id, no debug information anywhere, not recombinable, ...
+type Skipped struct {
+	Path   string `json:"path"`
+	Reason string `json:"reason"`
+}
+
+// Result is everything found in one image (or archive).
+type Result struct {
+	ELFs       []ELFInfo `json:"elfs"`
+	Symbols    []Symbol  `json:"symbols"`
+	Skipped    []Skipped `json:"skipped"`
+	SplitStyle string    `json:"split_style,omitempty"` // PACKAGE_DEBUG_SPLIT_STYLE detected or given
+}
+
+// Options tune FromYocto and FromArchive.
+type Options struct {
+	TmpDir      string // where files are extracted and recombined ("" = os.TempDir(), which honours TMPDIR)
+	EuUnstrip   string // path of eu-unstrip ("" = found in PATH)
+	SplitStyle  string // "" = detect from the -dbg image's layout
+	Concurrency int    // parallel eu-unstrip runs (default 8)
+	Log         func(format string, args ...any)
+}
