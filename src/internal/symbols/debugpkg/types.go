@@ -4,6 +4,8 @@
 // uploaded file holds DWARF, the symbol table and the unwind tables together.
 package debugpkg
 
+import "os"
+
 // ELFInfo describes one ELF file of an image.
 type ELFInfo struct {
 	Path      string `json:"path"`     // path in the image, "/usr/bin/foo"
@@ -18,6 +20,9 @@ type ELFInfo struct {
 	// none was found); PairedBy says how: build-id, path, debuglink.
 	DebugFile string `json:"debug_file,omitempty"`
 	PairedBy  string `json:"paired_by,omitempty"`
+	// Links are the other names of the same file: hard links, and symlinks that resolve to it.
+	// Each file is listed (and uploaded) once, under the first of its names in the image.
+	Links []string `json:"links,omitempty"`
 }
 
 // Symbol is one file to upload, on disk in the temporary directory.
@@ -32,26 +37,52 @@ type Symbol struct {
 	Source string `json:"source"`
 }
 
-// Skipped is a file of the image that gives no symbol file, with the reason: not readable,
-// no GNU build-id, no debug information anywhere, not recombinable, ...
+// Skipped is a file of the image that gives no symbol file, with the reason: one of the
+// Reason constants, so that reports can group them; Detail says more when there is more.
 type Skipped struct {
 	Path   string `json:"path"`
 	Reason string `json:"reason"`
+	Detail string `json:"detail,omitempty"`
 }
 
+// Reasons for Skipped.
+const (
+	ReasonNotELF      = "not an ELF file"
+	ReasonNotReadable = "not readable"
+	ReasonMalformed   = "malformed ELF file"
+	ReasonNoBuildID   = "no GNU build-id"
+	ReasonNotCode     = "not a program, library or module" // ET_CORE and other types
+	ReasonNoDebug     = "no debug information found"
+	ReasonUnstrip     = "cannot be recombined with its debug file"
+	ReasonOrphanDebug = "debug file whose binary is not in the image"
+)
+
 // Result is everything found in one image (or archive).
+// Its symbol files live in a directory of its own under Options.TmpDir until Close.
 type Result struct {
 	ELFs       []ELFInfo `json:"elfs"`
 	Symbols    []Symbol  `json:"symbols"`
 	Skipped    []Skipped `json:"skipped"`
 	SplitStyle string    `json:"split_style,omitempty"` // PACKAGE_DEBUG_SPLIT_STYLE detected or given
+
+	dir string
+}
+
+// Close removes the result's directory and every file in it (the Symbols' files).
+func (r *Result) Close() error {
+	if r == nil || r.dir == "" {
+		return nil
+	}
+	err := os.RemoveAll(r.dir)
+	r.dir = ""
+	return err
 }
 
 // Options tune FromYocto and FromArchive.
 type Options struct {
 	TmpDir      string // where files are extracted and recombined ("" = os.TempDir(), which honours TMPDIR)
 	EuUnstrip   string // path of eu-unstrip ("" = found in PATH)
-	SplitStyle  string // "" = detect from the -dbg image's layout
+	SplitStyle  string // "" = detect from the -dbg image's layout; else one of SplitStyles
 	Concurrency int    // parallel eu-unstrip runs (default 8)
 	Log         func(format string, args ...any)
 }
