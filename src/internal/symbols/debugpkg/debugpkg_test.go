@@ -178,7 +178,12 @@ func checkImage(t *testing.T, img *yoctoimage.Image, res *Result) {
 		checkSymbolFile(t, sym, &e)
 	}
 
-	want := map[string]string{"/usr/bin/nobuildid": ReasonNoBuildID}
+	want := map[string]string{}
+	for _, e := range img.ELFs {
+		if e.BuildID == "" {
+			want[e.Path] = ReasonNoBuildID
+		}
+	}
 	for _, p := range img.NonELF {
 		want[p] = ReasonNotELF
 	}

@@ -38,19 +38,24 @@ const (
 	maxDebugLink   = 4096
 )
 
-// inspect reads the facts of the ELF file at p. A malformed file is an error, never a panic.
-func inspect(p string) (fs facts, err error) {
+// inspect reads the facts of the ELF file at p.
+func inspect(p string) (facts, error) {
 	f, err := os.Open(p)
 	if err != nil {
 		return facts{}, err
 	}
 	defer f.Close()
+	return inspectReader(f)
+}
+
+// inspectReader reads the facts of an ELF file. A malformed file is an error, never a panic.
+func inspectReader(r io.ReaderAt) (fs facts, err error) {
 	defer func() {
-		if r := recover(); r != nil {
-			fs, err = facts{}, fmt.Errorf("malformed ELF file: %v", r)
+		if p := recover(); p != nil {
+			fs, err = facts{}, fmt.Errorf("malformed ELF file: %v", p)
 		}
 	}()
-	ef, err := elf.NewFile(f)
+	ef, err := elf.NewFile(r)
 	if err != nil {
 		return facts{}, err
 	}
