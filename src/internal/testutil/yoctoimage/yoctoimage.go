@@ -26,7 +26,10 @@ package yoctoimage
 
 import (
 	"bytes"
+	"crypto/sha1"
+	"debug/elf"
 	"fmt"
+	"hash/crc32"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -94,6 +97,16 @@ type Program struct {
 	// DebugDir installs the debug file in this image directory instead of the style's place:
 	// with DebugWithoutBuildID, only the .gnu_debuglink name can pair it.
 	DebugDir string
+	// Copies adds that many copies of the split program (and of its debug file) with build-ids
+	// of their own, named by CopyPath: many ELF files for the price of one compilation.
+	Copies int
+}
+
+// CopyPath is the image path of copy i of a program: the same name in a directory of its own
+// ("/usr/bin/c0007/big"), so that the copied .gnu_debuglink names its debug file.
+func CopyPath(p string, i int) string {
+	dir, base := path.Split(p)
+	return path.Join(dir, fmt.Sprintf("c%04d", i), base)
 }
 
 // Spec is an image: its programs, links and other files.
@@ -390,6 +403,7 @@ func (b *Build) Image(t testing.TB, style string, comp Compression) *Image {
 	}
 	// splitdebuginfo + runstrip + minidebuginfo, per program.
 	debugOf := map[string]string{} // image path -> image path of its debug file
+	var copies []copyOf
 	for _, p := range b.spec.Programs {
 		if p.Unsplit {
 			continue
@@ -420,6 +434,12 @@ func (b *Build) Image(t testing.TB, style string, comp Compression) *Image {
 			must(t, injectMiniDebugInfo(file, dbgFile))
 		}
 		debugOf[p.Path] = dbg
+		for i := 1; i <= p.Copies; i++ {
+			cp := CopyPath(p.Path, i)
+			cdbg := debugPath(style, cp)
+			must(t, copyWithBuildID(file, dbgFile, host(img.RootDir, cp), host(img.DbgDir, cdbg), i))
+			copies = append(copies, copyOf{path: cp, of: p.Path, dbg: cdbg})
+		}
 	}
 	// Hard links: the rootfs gets the links; the -dbg rootfs one debug file per directory,
 	// named after the first link (package.py: "Hardlink our debug symbols").
@@ -475,6 +495,28 @@ func (b *Build) Image(t testing.TB, style string, comp Compression) *Image {
 		sort.Strings(img.SourceFilesInDbg)
 	}
 	b.expect(t, img, progs, debugOf)
+	for _, c := range copies {
+		e := *img.Expect(c.of)
+		e.Path, e.Links, e.DebugFile, e.Stripped = c.path, nil, c.dbg, img.HostPath(c.path)
+		id, err := readelfBuildID(e.Stripped)
+		must(t, err)
+		e.BuildID = id
+		img.ELFs = append(img.ELFs, e)
+		img.ProgramsWithDebug++
+	}
+	sort.Slice(img.ELFs, func(i, j int) bool { return img.ELFs[i].Path < img.ELFs[j].Path })
+	img.DebugFiles = nil
+	must(t, filepath.WalkDir(img.DbgDir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		rel := "/" + filepath.ToSlash(strings.TrimPrefix(p, img.DbgDir+string(filepath.Separator)))
+		if !strings.HasPrefix(rel, "/usr/src/debug/") {
+			img.DebugFiles = append(img.DebugFiles, rel)
+		}
+		return nil
+	}))
+	sort.Strings(img.DebugFiles)
 
 	var unreadable []string
 	for _, p := range b.spec.Programs {
@@ -553,18 +595,6 @@ func (b *Build) expect(t testing.TB, img *Image, progs map[string]Program, debug
 		img.ELFs = append(img.ELFs, e)
 	}
 	sort.Slice(img.ELFs, func(i, j int) bool { return img.ELFs[i].Path < img.ELFs[j].Path })
-	err := filepath.WalkDir(img.DbgDir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || !d.Type().IsRegular() {
-			return err
-		}
-		rel := "/" + filepath.ToSlash(strings.TrimPrefix(p, img.DbgDir+string(filepath.Separator)))
-		if !strings.HasPrefix(rel, "/usr/src/debug/") {
-			img.DebugFiles = append(img.DebugFiles, rel)
-		}
-		return nil
-	})
-	must(t, err)
-	sort.Strings(img.DebugFiles)
 }
 
 // resolve follows the spec's symlinks from l to a non-symlink image path ("" when dangling or
@@ -582,6 +612,89 @@ func resolve(links map[string]string, l string) string {
 		cur = path.Clean(target)
 	}
 	return ""
+}
+
+type copyOf struct{ path, of, dbg string }
+
+// copyWithBuildID copies a split program and its debug file, giving both a new build-id
+// (derived from the old one and i) and the stripped copy's .gnu_debuglink the new debug
+// file's CRC.
+func copyWithBuildID(file, dbg, dstFile, dstDbg string, i int) error {
+	bin, err := os.ReadFile(file)
+	if err != nil {
+		return err
+	}
+	deb, err := os.ReadFile(dbg)
+	if err != nil {
+		return err
+	}
+	f, err := elf.NewFile(bytes.NewReader(bin))
+	if err != nil {
+		return fmt.Errorf("%s: %w", file, err)
+	}
+	note := f.Section(".note.gnu.build-id")
+	link := f.Section(".gnu_debuglink")
+	if note == nil || link == nil || note.Size < 16+8 {
+		return fmt.Errorf("%s: copies need a build-id and a debuglink", file)
+	}
+	old := bin[note.Offset+16 : note.Offset+note.Size] // past namesz, descsz, type, "GNU\0"
+	sum := sha1.Sum(append(append([]byte{}, old...), byte(i), byte(i>>8)))
+	id := sum[:len(old)]
+	if len(old) > len(sum) || bytes.Count(deb, old) != 1 || bytes.Count(bin, old) != 1 {
+		return fmt.Errorf("%s: build-id not found once in the binary and its debug file", file)
+	}
+	bin = bytes.Replace(bin, old, id, 1)
+	deb = bytes.Replace(deb, old, id, 1)
+	data, err := link.Data()
+	if err != nil {
+		return err
+	}
+	n := bytes.IndexByte(data, 0)
+	crcOff := int(link.Offset) + (n+1+3)&^3
+	if n < 0 || crcOff+4 > len(bin) {
+		return fmt.Errorf("%s: bad .gnu_debuglink", file)
+	}
+	f.ByteOrder.PutUint32(bin[crcOff:], crc32.ChecksumIEEE(deb))
+	for dst, data := range map[string][]byte{dstFile: bin, dstDbg: deb} {
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := os.WriteFile(dst, data, 0o755); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// GenerateSource writes a C file of n functions, each with a struct type of its own, into dir
+// and returns its path: about 600 bytes of DWARF per function at -O1 -g. It is for images
+// with a realistic amount of debug data (benchmarks).
+func GenerateSource(t testing.TB, dir, name string, n int) string {
+	t.Helper()
+	var b strings.Builder
+	b.WriteString("#include <stddef.h>\n")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&b, `struct rec%[1]d { int id; long count; double ratio; const char *name; struct rec%[1]d *next; unsigned char flags[%[2]d]; short kind; };
+int __attribute__((noinline)) walk%[1]d(struct rec%[1]d *r, int depth)
+{
+	int acc = 0;
+	for (struct rec%[1]d *p = r; p != NULL && depth-- > 0; p = p->next) {
+		acc += p->id * %[3]d + (int)p->count;
+		if (p->ratio > %[1]d.5)
+			acc ^= p->flags[0];
+	}
+	return acc + %[1]d;
+}
+`, i, 4+i%13, i%7+1)
+	}
+	b.WriteString("int main(int argc, char **argv)\n{\n\t(void)argv;\n\tint s = 0;\n")
+	for i := 0; i < n; i += 50 {
+		fmt.Fprintf(&b, "\t{ struct rec%[1]d r = {0}; r.id = argc; s += walk%[1]d(&r, argc); }\n", i)
+	}
+	b.WriteString("\treturn s & 1;\n}\n")
+	p := filepath.Join(dir, name)
+	must(t, os.WriteFile(p, []byte(b.String()), 0o644))
+	return p
 }
 
 var buildIDLine = regexp.MustCompile(`Build ID: ([0-9a-f]+)`)

@@ -2,9 +2,14 @@ package yoctoimage
 
 import (
 	"archive/tar"
+	"bytes"
+	"debug/elf"
+	"encoding/binary"
+	"hash/crc32"
 	"io"
 	"os"
 	"os/exec"
+	"path"
 	"strings"
 	"testing"
 
@@ -113,4 +118,36 @@ func TestCompressions(t *testing.T) {
 		require.NoError(t, err, "%s: %s", c, out)
 		require.Contains(t, string(out), "./usr/bin/.debug/crasher", c)
 	}
+}
+
+// Copies get build-ids of their own, in the binary and the debug file alike, and a debuglink
+// CRC that matches their debug file.
+func TestCopies(t *testing.T) {
+	spec := Spec{Programs: []Program{
+		{Path: "/usr/lib/libcrash.so.1.0.0", Kind: Shared, Sources: []string{"libcrash.c"}, Copies: 2},
+		{Path: "/usr/bin/plain", Kind: Exec, Sources: []string{"plain.c"}, Copies: 2},
+	}}
+	img := Compile(t, spec).Image(t, StyleFileDirName, Gzip)
+	require.Len(t, img.ELFs, 6)
+	require.Equal(t, 6, img.ProgramsWithDebug)
+	ids := map[string]bool{}
+	for _, e := range img.ELFs {
+		require.False(t, ids[e.BuildID], "build-id %s twice", e.BuildID)
+		ids[e.BuildID] = true
+		id, err := readelfBuildID(img.DbgDir + e.DebugFile)
+		require.NoError(t, err)
+		require.Equal(t, e.BuildID, id, e.DebugFile)
+		f, err := elf.Open(e.Stripped)
+		require.NoError(t, err)
+		link, err := f.Section(".gnu_debuglink").Data()
+		f.Close()
+		require.NoError(t, err)
+		n := bytes.IndexByte(link, 0)
+		require.Equal(t, path.Base(e.DebugFile), string(link[:n]))
+		dbg, err := os.ReadFile(img.DbgDir + e.DebugFile)
+		require.NoError(t, err)
+		require.Equal(t, crc32.ChecksumIEEE(dbg), binary.LittleEndian.Uint32(link[(n+4)&^3:]), e.Path)
+	}
+	require.NotNil(t, img.Expect("/usr/lib/c0002/libcrash.so.1.0.0"))
+	require.NotNil(t, img.Expect("/usr/bin/c0001/plain"))
 }
