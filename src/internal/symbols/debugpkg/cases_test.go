@@ -3,6 +3,7 @@ package debugpkg
 import (
 	"archive/tar"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -318,4 +319,39 @@ func TestResolve(t *testing.T) {
 	}
 	_, ok := resolve(links, "/a/x")
 	require.False(t, ok, "loops end")
+}
+
+// A stripped file and, later in the archive, a copy with DWARF (same build-id): the copy is
+// uploaded, once.
+func TestStrippedThenUnstrippedCopy(t *testing.T) {
+	b := defaultBuild(t)
+	img := b.Image(t, StyleDebug, yoctoimage.None)
+	archive := filepath.Join(t.TempDir(), "a.tar")
+	writeTar(t, archive, [][2]string{
+		{"a/plain", readFile(t, img.HostPath("/usr/bin/plain"))},
+		{"b/plain-full", readFile(t, b.Unstripped("/usr/bin/plain"))},
+		{"c/plain", readFile(t, img.HostPath("/usr/bin/plain"))},
+	})
+	res, err := FromArchive(context.Background(), archive, Options{TmpDir: t.TempDir()})
+	require.NoError(t, err)
+	defer res.Close()
+	require.Len(t, res.ELFs, 3)
+	require.Len(t, res.Symbols, 1)
+	require.Equal(t, "/b/plain-full", res.Symbols[0].Path)
+	require.Equal(t, SourceBinary, res.Symbols[0].Source)
+	require.Empty(t, res.Skipped)
+}
+
+// Images given the wrong way round: nothing to pair, and the log says why.
+func TestSwappedImages(t *testing.T) {
+	img := defaultBuild(t).Image(t, StyleDebug, yoctoimage.Gzip)
+	var logs []string
+	res, err := FromYocto(context.Background(), img.Dbg, img.Rootfs, Options{TmpDir: t.TempDir(), Log: func(f string, a ...any) {
+		logs = append(logs, fmt.Sprintf(f, a...))
+	}})
+	require.NoError(t, err)
+	defer res.Close()
+	require.Empty(t, res.ELFs)
+	require.Contains(t, strings.Join(logs, "\n"), "swapped")
+	require.Contains(t, strings.Join(logs, "\n"), "holds no debug files")
 }

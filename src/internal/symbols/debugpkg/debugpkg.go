@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 )
 
 // Split styles (PACKAGE_DEBUG_SPLIT_STYLE). The first three put the debug file of DIR/NAME
@@ -192,6 +193,7 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 		return nil, err
 	}
 
+	r.warnOddInputs(dbgImage != "")
 	style := opt.SplitStyle
 	if dbgImage != "" {
 		detected := r.detectStyle()
@@ -212,6 +214,27 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 	res.SplitStyle = style
 	res.dir = dir
 	return res, nil
+}
+
+// warnOddInputs logs inputs that look swapped or wrong: a -dbg image without debug files, an
+// image of debug files only.
+func (r *run) warnOddInputs(yocto bool) {
+	var dbgFiles, imageDebug int
+	for _, d := range r.debugs {
+		switch {
+		case !d.facts.separate:
+		case d.side == sideDbg:
+			dbgFiles++
+		default:
+			imageDebug++
+		}
+	}
+	if yocto && dbgFiles == 0 {
+		r.logf("the -dbg image holds no debug files (is it the image made with IMAGE_GEN_DEBUGFS = \"1\"?)")
+	}
+	if len(r.bins) == 0 && imageDebug > 0 {
+		r.logf("the image holds debug files only (%d): are the image and the -dbg image swapped?", imageDebug)
+	}
 }
 
 func knownStyle(s string) bool {
@@ -408,11 +431,19 @@ func (r *run) add(s side, p, file string, size int64, fs facts) {
 		r.skipped = append(r.skipped, Skipped{Path: p, Reason: ReasonNotCode, Detail: fs.typ})
 	case id == "":
 		r.skipped = append(r.skipped, Skipped{Path: p, Reason: ReasonNoBuildID})
-	case r.jobs[id] != nil || r.waiting[id] != nil:
+	case r.jobs[id] != nil:
 		// Another copy of a file already handled.
 	case fs.hasDebug:
+		// Uploaded as it is (even when a stripped copy waits for a debug file).
+		if w := r.waiting[id]; w != nil {
+			delete(r.waiting, id)
+			os.Remove(w.file)
+			w.file = ""
+		}
 		r.jobs[id] = &job{bin: b, sym: &Symbol{BuildID: id, Path: p, File: file, Size: size, Source: SourceBinary}}
 		return
+	case r.waiting[id] != nil:
+		// Another stripped copy of a file waiting for its debug file.
 	default:
 		if d := r.dbgByID[id]; d != nil {
 			r.start(b, d, PairedByBuildID)
@@ -471,7 +502,9 @@ func (r *run) unstrip(j *job) {
 	id := j.bin.facts.buildID
 	out := filepath.Join(r.dir, "sym", id+".debug")
 	var stderr limitedBuffer
-	cmd := exec.CommandContext(r.ctx, r.euUnstrip, "-o", out, j.bin.file, j.dbg.file)
+	ctx, cancel := context.WithTimeout(r.ctx, unstripTimeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, r.euUnstrip, "-o", out, j.bin.file, j.dbg.file)
 	cmd.Stderr = &stderr
 	err := cmd.Run()
 	if err == nil {
@@ -499,6 +532,10 @@ func (r *run) unstrip(j *job) {
 	}
 	j.skip = &Skipped{Path: j.bin.path, Reason: ReasonUnstrip, Detail: err.Error()}
 }
+
+// unstripTimeout bounds one eu-unstrip run (hostile input must not hang the upload); it
+// takes well under a second for a file of tens of MiB.
+const unstripTimeout = 5 * time.Minute
 
 // checkUnstripped verifies a recombined file.
 func checkUnstripped(out string, bin facts) error {
