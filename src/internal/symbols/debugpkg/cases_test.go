@@ -355,3 +355,47 @@ func TestSwappedImages(t *testing.T) {
 	require.Contains(t, strings.Join(logs, "\n"), "swapped")
 	require.Contains(t, strings.Join(logs, "\n"), "holds no debug files")
 }
+
+// Member names never become paths: whatever a hostile archive names, nothing is written
+// outside the run's directory (the archive reader may also refuse such names outright).
+func TestHostileNames(t *testing.T) {
+	b := defaultBuild(t)
+	elfBytes := readFile(t, b.Unstripped("/usr/bin/plain"))
+	for name, members := range map[string][][2]string{
+		"dotdot":   {{"../../../escaped-elf", elfBytes}},
+		"absolute": {{"/tmp/absolute-elf", elfBytes}},
+		"symlink-dir": {
+			{"usr/lib/evil", "->" + "../../../../tmp"},
+			{"usr/lib/evil/through-link-elf", elfBytes},
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			base := t.TempDir()
+			tmp := filepath.Join(base, "tmp")
+			require.NoError(t, os.Mkdir(tmp, 0o700))
+			archive := filepath.Join(base, "hostile.tar")
+			writeTar(t, archive, members)
+			res, err := FromArchive(context.Background(), archive, Options{TmpDir: tmp})
+			if err == nil {
+				for _, s := range res.Symbols {
+					require.True(t, strings.HasPrefix(s.File, tmp+string(filepath.Separator)), s.File)
+				}
+				require.NoError(t, res.Close())
+			} else {
+				t.Logf("refused: %v", err)
+			}
+			var found []string
+			require.NoError(t, filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
+				if err == nil && p != base {
+					found = append(found, strings.TrimPrefix(p, base))
+				}
+				return err
+			}))
+			require.Equal(t, []string{"/hostile.tar", "/tmp"}, found)
+			for _, p := range []string{"/tmp/absolute-elf", "/tmp/through-link-elf", filepath.Join(base, "../../../escaped-elf")} {
+				_, err := os.Lstat(p)
+				require.True(t, os.IsNotExist(err), p)
+			}
+		})
+	}
+}
