@@ -82,7 +82,7 @@ type debugFile struct {
 	file  string
 	side  side
 	facts facts
-	used  bool // paired with a binary (or a duplicate of one that was)
+	used  bool // paired with a binary
 	crc   uint32
 	crcOK bool // crc computed
 }
@@ -98,7 +98,6 @@ type job struct {
 
 type run struct {
 	ctx       context.Context
-	opt       Options
 	dir       string
 	euUnstrip string
 	logf      func(string, ...any)
@@ -156,14 +155,21 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	r := &run{
-		ctx: ctx, opt: opt, dir: dir, euUnstrip: euUnstrip, logf: opt.Log,
+		ctx: ctx, dir: dir, euUnstrip: euUnstrip, logf: opt.Log,
 		binAt: map[string]*program{}, waiting: map[string]*program{}, dbgByID: map[string]*debugFile{}, dbgAt: map[string]*debugFile{},
 		links:   [2]map[string]string{{}, {}},
 		symlink: [2]map[string]string{{}, {}},
 		jobs:    map[string]*job{}, sem: make(chan struct{}, n),
 	}
-	if r.logf == nil {
+	if log := r.logf; log == nil {
 		r.logf = func(string, ...any) {}
+	} else {
+		var logMu sync.Mutex // Log is called from one goroutine at a time
+		r.logf = func(f string, a ...any) {
+			logMu.Lock()
+			defer logMu.Unlock()
+			log(f, a...)
+		}
 	}
 	defer r.wg.Wait() // never leave eu-unstrip running, even on errors
 

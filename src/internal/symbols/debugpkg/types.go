@@ -80,9 +80,9 @@ func (r *Result) Close() error {
 
 // Options tune FromYocto and FromArchive.
 type Options struct {
-	TmpDir      string // where files are extracted and recombined ("" = os.TempDir(), which honours TMPDIR)
-	EuUnstrip   string // path of eu-unstrip ("" = found in PATH)
-	SplitStyle  string // "" = detect from the -dbg image's layout; else one of SplitStyles
-	Concurrency int    // parallel eu-unstrip runs (default 8)
-	Log         func(format string, args ...any)
+	TmpDir      string                           // where files are extracted and recombined ("" = os.TempDir(), which honours TMPDIR)
+	EuUnstrip   string                           // path of eu-unstrip ("" = found in PATH)
+	SplitStyle  string                           // "" = detect from the -dbg image's layout; else one of SplitStyles
+	Concurrency int                              // parallel eu-unstrip runs (default 8)
+	Log         func(format string, args ...any) // progress and warnings; called from one goroutine at a time
 }
