@@ -5,11 +5,16 @@ package debugpkg
 //
 //	type entry = archive.Entry
 //	func openArchive(p string) (members, error) { return archive.Open(p, archive.DefaultLimits) }
+//	var errRefused = archive.ErrRefused
+//	type memberError = archive.MemberError
 //
 // and deleting the rest of this file. Until then this reads tarballs with archive/tar and the
-// decompressors at hand (xz through the xz program), without the archive package's guards
-// against hostile archives; debugpkg never uses member names as paths on disk, so nothing is
-// written outside its directory either way.
+// decompressors at hand (xz through the xz program), with the archive package's semantics for
+// names (cleaned, relative; absolute names and ".." refused), hard links (the cleaned name of
+// the first member) and symlinks (the target resolved lexically against the link's directory,
+// relative to the root; absolute targets taken inside the root; targets outside refused) but
+// without its limits. debugpkg never uses member names as paths on disk, so nothing is written
+// outside its directory either way.
 
 import (
 	"archive/tar"
@@ -30,11 +35,67 @@ import (
 
 // entry is one member of an image (the fields of archive.Entry).
 type entry struct {
-	Name     string // cleaned, relative, "./" stripped
+	Name     string // cleaned, relative to the root, "./" stripped; "." for the root
 	Type     byte   // tar.TypeReg, TypeLink, TypeSymlink, TypeDir, ...
-	Linkname string
+	Linkname string // hard link: the first member's name; symlink: its target, relative to the root
 	Size     int64
 	Mode     int64
+}
+
+// errRefused is wrapped by the error of a member the reader will not hand out; Next can go on.
+var errRefused = errors.New("refused")
+
+// memberError names the member an error is about.
+type memberError struct {
+	Member string
+	After  bool
+	Err    error
+}
+
+func (e *memberError) Error() string { return fmt.Sprintf("member %q: %v", e.Member, e.Err) }
+func (e *memberError) Unwrap() error { return e.Err }
+
+func refuse(member, why string) error {
+	return &memberError{Member: member, Err: fmt.Errorf("%w: %s", errRefused, why)}
+}
+
+// cleanName cleans a member name or a hard link's target as archive.Entry promises.
+func cleanName(raw string) (string, error) {
+	switch {
+	case raw == "":
+		return "", refuse(raw, "empty name")
+	case strings.IndexByte(raw, 0) >= 0:
+		return "", refuse(raw, "NUL byte in the name")
+	case raw[0] == '/':
+		return "", refuse(raw, "absolute name")
+	}
+	for _, c := range strings.Split(raw, "/") {
+		if c == ".." {
+			return "", refuse(raw, `".." in the name`)
+		}
+	}
+	return path.Clean(raw), nil
+}
+
+// resolveSymlink resolves a symlink's target lexically against the link's directory, inside
+// the root.
+func resolveSymlink(name, target string) (string, error) {
+	switch {
+	case target == "":
+		return "", refuse(name, "empty symlink target")
+	case strings.IndexByte(target, 0) >= 0:
+		return "", refuse(name, "NUL byte in the symlink target")
+	case target[0] == '/':
+		if t := strings.TrimPrefix(path.Clean(target), "/"); t != "" {
+			return t, nil
+		}
+		return ".", nil
+	}
+	t := path.Join(path.Dir(name), target)
+	if t == ".." || strings.HasPrefix(t, "../") {
+		return "", refuse(name, fmt.Sprintf("symlink to %q points outside the archive", target))
+	}
+	return t, nil
 }
 
 type tarMembers struct {
@@ -98,27 +159,28 @@ func openArchive(p string) (members, error) {
 }
 
 func (m *tarMembers) Next() (*entry, error) {
-	for {
-		h, err := m.tr.Next()
-		if err != nil {
+	h, err := m.tr.Next()
+	if err != nil {
+		return nil, err
+	}
+	name, err := cleanName(h.Name)
+	if err != nil {
+		return nil, err
+	}
+	e := &entry{Name: name, Type: h.Typeflag, Size: h.Size, Mode: h.Mode & 0o7777}
+	switch h.Typeflag {
+	case tar.TypeReg, tar.TypeRegA, tar.TypeCont, tar.TypeGNUSparse:
+		e.Type = tar.TypeReg
+	case tar.TypeLink:
+		if e.Linkname, err = cleanName(h.Linkname); err != nil {
+			return nil, refuse(name, fmt.Sprintf("hard link to %q: %v", h.Linkname, err))
+		}
+	case tar.TypeSymlink:
+		if e.Linkname, err = resolveSymlink(name, h.Linkname); err != nil {
 			return nil, err
 		}
-		name := strings.TrimPrefix(path.Clean("/"+h.Name), "/")
-		if name == "" {
-			continue // the root directory itself
-		}
-		if strings.HasPrefix(path.Clean(strings.TrimPrefix(h.Name, "./")), "..") {
-			return nil, fmt.Errorf("member %q: name outside the archive", h.Name)
-		}
-		e := &entry{Name: name, Type: h.Typeflag, Linkname: h.Linkname, Size: h.Size, Mode: h.Mode}
-		if e.Type == tar.TypeRegA {
-			e.Type = tar.TypeReg
-		}
-		if e.Type == tar.TypeLink {
-			e.Linkname = strings.TrimPrefix(path.Clean("/"+h.Linkname), "/")
-		}
-		return e, nil
 	}
+	return e, nil
 }
 
 func (m *tarMembers) Read(p []byte) (int, error) { return m.tr.Read(p) }

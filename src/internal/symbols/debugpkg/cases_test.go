@@ -224,7 +224,11 @@ func TestBrokenMembers(t *testing.T) {
 		{"./usr/sbin/.debug/nopie", otherDebug},
 		{"./usr/bin/loop1", "->loop2"},
 		{"./usr/bin/loop2", "->loop1"},
-		{"./usr/bin/up", "->../../../../usr/sbin/nopie"},
+		{"./usr/bin/up", "->../../usr/sbin/nopie"},
+		{"./usr/bin/escape", "->../../../../usr/sbin/nopie"},
+		{"./usr/sbin2", "->sbin"},
+		{"./usr/lib/nopie-via-dir", "->../sbin2/nopie"},
+		{"/abs/nopie", nopie},
 	})
 	res, err := FromArchive(context.Background(), archive, Options{TmpDir: t.TempDir()})
 	require.NoError(t, err)
@@ -235,6 +239,8 @@ func TestBrokenMembers(t *testing.T) {
 		"/usr/bin/tiny":      ReasonNotELF,
 		"/usr/bin/empty":     ReasonNotELF,
 		"/usr/sbin/nopie":    ReasonNoDebug,
+		"/usr/bin/escape":    ReasonRefused,
+		"/abs/nopie":         ReasonRefused,
 	} {
 		s := skippedFor(res, p)
 		require.NotNil(t, s, p)
@@ -242,7 +248,7 @@ func TestBrokenMembers(t *testing.T) {
 	}
 	require.Contains(t, skippedFor(res, "/usr/sbin/nopie").Detail, "has build-id "+img.Expect("/usr/bin/cxx").BuildID)
 	require.Equal(t, ReasonOrphanDebug, skippedFor(res, "/usr/sbin/.debug/nopie").Reason)
-	require.Equal(t, []string{"/usr/bin/up"}, infoFor(res, "/usr/sbin/nopie").Links, "symlinks resolve inside the image")
+	require.Equal(t, []string{"/usr/bin/up", "/usr/lib/nopie-via-dir"}, infoFor(res, "/usr/sbin/nopie").Links, "symlinks resolve inside the image")
 	require.Empty(t, res.Symbols)
 }
 
@@ -376,14 +382,15 @@ func TestHostileNames(t *testing.T) {
 			archive := filepath.Join(base, "hostile.tar")
 			writeTar(t, archive, members)
 			res, err := FromArchive(context.Background(), archive, Options{TmpDir: tmp})
-			if err == nil {
-				for _, s := range res.Symbols {
-					require.True(t, strings.HasPrefix(s.File, tmp+string(filepath.Separator)), s.File)
-				}
-				require.NoError(t, res.Close())
-			} else {
-				t.Logf("refused: %v", err)
+			require.NoError(t, err)
+			for _, s := range res.Symbols {
+				require.True(t, strings.HasPrefix(s.File, tmp+string(filepath.Separator)), s.File)
 			}
+			refused := skippedFor(res, "/"+strings.TrimLeft(members[0][0], "./"))
+			require.NotNil(t, refused, "%+v", res.Skipped)
+			require.Equal(t, ReasonRefused, refused.Reason)
+			t.Log(refused.Detail)
+			require.NoError(t, res.Close())
 			var found []string
 			require.NoError(t, filepath.Walk(base, func(p string, fi os.FileInfo, err error) error {
 				if err == nil && p != base {

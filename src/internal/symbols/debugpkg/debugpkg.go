@@ -288,6 +288,15 @@ func (r *run) scan(s side, in string) error {
 		if errors.Is(err, io.EOF) {
 			break
 		}
+		var me *memberError
+		if errors.Is(err, errRefused) && errors.As(err, &me) {
+			if s == sideImage {
+				r.skip(imagePath(me.Member), ReasonRefused, me.Err.Error())
+			} else {
+				r.logf("%s: %v", what, err)
+			}
+			continue
+		}
 		if err != nil {
 			return fmt.Errorf("read %s %s: %w", what, in, err)
 		}
@@ -300,7 +309,7 @@ func (r *run) scan(s side, in string) error {
 			continue
 		case typeSymlink:
 			r.mu.Lock()
-			r.symlink[s][p] = e.Linkname
+			r.symlink[s][p] = imagePath(e.Linkname) // relative to the root
 			r.mu.Unlock()
 			continue
 		case typeReg:

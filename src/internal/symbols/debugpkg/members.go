@@ -12,7 +12,8 @@ import (
 )
 
 // members is what debugpkg reads an image through: the members of a tarball in stream order,
-// or the files of a directory. internal/symbols/archive's *Reader has this shape.
+// or the files of a directory. internal/symbols/archive's *Reader has this shape. An error
+// wrapping errRefused is about one member only: Next goes on with the next one.
 type members interface {
 	Next() (*entry, error) // io.EOF at the end
 	Read(p []byte) (int, error)
@@ -116,8 +117,12 @@ func (d *dirMembers) Next() (*entry, error) {
 	e.Mode = int64(fi.Mode().Perm())
 	switch it.typ {
 	case typeSymlink:
-		if e.Linkname, err = os.Readlink(full); err != nil {
+		target, err := os.Readlink(full)
+		if err != nil {
 			return nil, fmt.Errorf("%s: %w", it.rel, err)
+		}
+		if e.Linkname, err = resolveSymlink(it.rel, target); err != nil {
+			return nil, err
 		}
 	case typeReg:
 		e.Size = fi.Size()

@@ -48,6 +48,7 @@ type Skipped struct {
 // Reasons for Skipped.
 const (
 	ReasonNotELF      = "not an ELF file"
+	ReasonRefused     = "refused by the archive reader" // a name or link outside the image, a limit
 	ReasonNotReadable = "not readable"
 	ReasonMalformed   = "malformed ELF file"
 	ReasonNoBuildID   = "no GNU build-id"
