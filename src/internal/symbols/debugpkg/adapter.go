@@ -55,10 +55,6 @@ type memberError struct {
 func (e *memberError) Error() string { return fmt.Sprintf("member %q: %v", e.Member, e.Err) }
 func (e *memberError) Unwrap() error { return e.Err }
 
-func refuse(member, why string) error {
-	return &memberError{Member: member, Err: fmt.Errorf("%w: %s", errRefused, why)}
-}
-
 // cleanName cleans a member name or a hard link's target as archive.Entry promises.
 func cleanName(raw string) (string, error) {
 	switch {
@@ -75,27 +71,6 @@ func cleanName(raw string) (string, error) {
 		}
 	}
 	return path.Clean(raw), nil
-}
-
-// resolveSymlink resolves a symlink's target lexically against the link's directory, inside
-// the root.
-func resolveSymlink(name, target string) (string, error) {
-	switch {
-	case target == "":
-		return "", refuse(name, "empty symlink target")
-	case strings.IndexByte(target, 0) >= 0:
-		return "", refuse(name, "NUL byte in the symlink target")
-	case target[0] == '/':
-		if t := strings.TrimPrefix(path.Clean(target), "/"); t != "" {
-			return t, nil
-		}
-		return ".", nil
-	}
-	t := path.Join(path.Dir(name), target)
-	if t == ".." || strings.HasPrefix(t, "../") {
-		return "", refuse(name, fmt.Sprintf("symlink to %q points outside the archive", target))
-	}
-	return t, nil
 }
 
 type tarMembers struct {

@@ -161,3 +161,29 @@ func (d *dirMembers) Close() error {
 	d.closeCur()
 	return nil
 }
+
+// refuse is the error of a member that is not handed out.
+func refuse(member, why string) error {
+	return &memberError{Member: member, Err: fmt.Errorf("%w: %s", errRefused, why)}
+}
+
+// resolveSymlink resolves a symlink's target lexically against the link's directory, inside
+// the root.
+func resolveSymlink(name, target string) (string, error) {
+	switch {
+	case target == "":
+		return "", refuse(name, "empty symlink target")
+	case strings.IndexByte(target, 0) >= 0:
+		return "", refuse(name, "NUL byte in the symlink target")
+	case target[0] == '/':
+		if t := strings.TrimPrefix(path.Clean(target), "/"); t != "" {
+			return t, nil
+		}
+		return ".", nil
+	}
+	t := path.Join(path.Dir(name), target)
+	if t == ".." || strings.HasPrefix(t, "../") {
+		return "", refuse(name, fmt.Sprintf("symlink to %q points outside the archive", target))
+	}
+	return t, nil
+}
