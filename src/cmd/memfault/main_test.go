@@ -147,13 +147,14 @@ type reportJSON struct {
 		PresentCheck bool   `json:"present_check"`
 	} `json:"server"`
 	ELFs []struct {
-		Path               string `json:"path"`
-		BuildID            string `json:"build_id"`
-		Type               string `json:"type"`
-		HasDebugInfo       bool   `json:"has_debug_info"`
-		DebugInfoAvailable bool   `json:"debug_info_available"`
-		ServerHas          *bool  `json:"server_has"`
-		Uploaded           bool   `json:"uploaded"`
+		Path               string  `json:"path"`
+		DebugFile          *string `json:"debug_file"`
+		BuildID            string  `json:"build_id"`
+		Type               string  `json:"type"`
+		HasDebugInfo       bool    `json:"has_debug_info"`
+		DebugInfoAvailable bool    `json:"debug_info_available"`
+		ServerHas          *bool   `json:"server_has"`
+		Uploaded           bool    `json:"uploaded"`
 	} `json:"elfs"`
 	Symbols []struct {
 		Path    string `json:"path"`
@@ -242,6 +243,8 @@ func TestReport(t *testing.T) {
 		require.Equal(t, want.BuildID, e.BuildID, want.Path) // readelf's
 		require.Equal(t, want.Debug, e.HasDebugInfo, want.Path)
 		require.Equal(t, want.Debug, e.DebugInfoAvailable, want.Path)
+		require.NotNil(t, e.DebugFile, "%s: debug_file is always there", want.Path)
+		require.Empty(t, *e.DebugFile, want.Path)
 		if want.BuildID == "" {
 			require.Nil(t, e.ServerHas, want.Path)
 		} else {

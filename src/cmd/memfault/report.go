@@ -33,6 +33,8 @@ type report struct {
 	Error           string             `json:"error,omitempty"` // the run stopped early
 
 	verbose bool
+	byPath  map[string]int // index in Symbols of the first symbol file of a path
+	byID    map[string]int // ... of a build-id
 }
 
 type reportServer struct {
@@ -47,6 +49,7 @@ type reportServer struct {
 
 type reportELF struct {
 	debugpkg.ELFInfo
+	DebugFile string `json:"debug_file"` // always present ("" none), unlike ELFInfo's
 	// DebugInfoAvailable: DWARF in the file itself or in a paired debug file.
 	DebugInfoAvailable bool   `json:"debug_info_available"`
 	SymbolSource       string `json:"symbol_source,omitempty"` // how its symbol file was made; "" none
@@ -108,12 +111,20 @@ func newReport(cmd string, g *globals, o *options, res *debugpkg.Result) *report
 		Failed:     []reportSymbol{},
 		verbose:    g.verbose,
 	}
-	for _, s := range res.Symbols {
-		r.Symbols = append(r.Symbols, reportSymbol{Path: s.Path, BuildID: strings.ToLower(s.BuildID), Size: s.Size, Source: s.Source})
+	r.byPath, r.byID = map[string]int{}, map[string]int{}
+	for i, s := range res.Symbols {
+		id := strings.ToLower(s.BuildID)
+		r.Symbols = append(r.Symbols, reportSymbol{Path: s.Path, BuildID: id, Size: s.Size, Source: s.Source})
+		if _, ok := r.byPath[s.Path]; !ok {
+			r.byPath[s.Path] = i
+		}
+		if _, ok := r.byID[id]; !ok && id != "" {
+			r.byID[id] = i
+		}
 	}
 	for _, e := range res.ELFs {
 		e.BuildID = strings.ToLower(e.BuildID)
-		re := reportELF{ELFInfo: e, DebugInfoAvailable: e.HasDebug || e.DebugFile != ""}
+		re := reportELF{ELFInfo: e, DebugFile: e.DebugFile, DebugInfoAvailable: e.HasDebug || e.DebugFile != ""}
 		if s := r.symbolFor(e); s != nil {
 			re.SymbolSource = s.Source
 			re.DebugInfoAvailable = true
@@ -125,15 +136,11 @@ func newReport(cmd string, g *globals, o *options, res *debugpkg.Result) *report
 
 // symbolFor finds the symbol file of an ELF file: by path, else by build-id.
 func (r *report) symbolFor(e debugpkg.ELFInfo) *reportSymbol {
-	for i := range r.Symbols {
-		if r.Symbols[i].Path == e.Path {
-			return &r.Symbols[i]
-		}
+	if i, ok := r.byPath[e.Path]; ok {
+		return &r.Symbols[i]
 	}
-	for i := range r.Symbols {
-		if e.BuildID != "" && r.Symbols[i].BuildID == e.BuildID {
-			return &r.Symbols[i]
-		}
+	if i, ok := r.byID[e.BuildID]; ok && e.BuildID != "" {
+		return &r.Symbols[i]
 	}
 	return nil
 }

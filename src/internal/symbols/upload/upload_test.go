@@ -295,3 +295,24 @@ func TestHumanBytes(t *testing.T) {
 		require.Equal(t, want, HumanBytes(n))
 	}
 }
+
+func TestPresentInBatches(t *testing.T) {
+	syms, _ := symbols(t)
+	srv := symtest.StartServer(t, serverBin)
+	px := symtest.NewProxy(t, srv)
+	c := client(t, px.URL, nil)
+	require.True(t, c.UploadAll(context.Background(), syms[:1]).OK())
+	px.SetFault(nil)
+
+	// More build-ids than one request carries (memfault-server reads 1 MiB of JSON at most):
+	// 40-digit ids like GNU ld's, plus a known one in the second batch, in upper case.
+	var many []string
+	for i := 0; i < presentBatch+10; i++ {
+		many = append(many, fmt.Sprintf("%040x", i+1))
+	}
+	many[presentBatch+3] = strings.ToUpper(syms[0].BuildID)
+	have, err := c.Present(context.Background(), many)
+	require.NoError(t, err)
+	require.Equal(t, map[string]bool{syms[0].BuildID: true}, have)
+	require.Len(t, px.Requests(), 2)
+}
