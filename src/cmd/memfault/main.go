@@ -106,7 +106,7 @@ type options struct {
 }
 
 func usageError(format string, args ...any) int {
-	fmt.Fprintf(os.Stderr, "memfault: "+format+"\n", args...)
+	fmt.Fprintln(os.Stderr, "memfault: "+upload.Printable(fmt.Sprintf(format, args...)))
 	fmt.Fprintln(os.Stderr, "Run 'memfault --help' for usage.")
 	return 2
 }
