@@ -97,3 +97,16 @@ func TestDeviceBinaryIsLean(t *testing.T) {
 		}
 	}
 }
+
+func TestSymbolUploaderIsLean(t *testing.T) {
+	ps := list(t, "-deps", "./cmd/memfault")
+	found := false
+	for _, p := range ps {
+		found = found || p.ImportPath == mod+"internal/symbols/upload"
+		for _, banned := range []string{mod + "internal/server/", mod + "internal/device/", mod + "internal/testutil/",
+			"modernc.org/sqlite", "github.com/ianlancetaylor/demangle", "github.com/stretchr/testify"} {
+			require.False(t, strings.HasPrefix(p.ImportPath, banned), "memfault depends on %s", p.ImportPath)
+		}
+	}
+	require.True(t, found, "go list found no symbols wing under cmd/memfault")
+}
