@@ -86,6 +86,9 @@ func (s *server) get(t *testing.T, path string, v any) {
 
 type apiFrame struct {
 	Function string `json:"function"`
+	Module   string `json:"module"`
+	File     string `json:"file"`
+	Line     int    `json:"line"`
 	Inlined  bool   `json:"inlined"`
 	Method   string `json:"method"`
 	Symbols  string `json:"symbols"`
