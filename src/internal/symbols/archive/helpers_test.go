@@ -4,13 +4,16 @@ import (
 	"archive/tar"
 	"bytes"
 	"compress/gzip"
+	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/klauspost/compress/zstd"
@@ -60,13 +63,28 @@ var cliCompressors = []struct {
 	{"zstd-19-long", Zstd, []string{"zstd", "-q", "-19", "--long=24", "-c"}},
 }
 
+// cliCompress compresses data with a command; results are kept for the other tests of the run
+// (xz -6 and zstd -19 are slow).
 func cliCompress(t testing.TB, cmd []string, data []byte) []byte {
 	t.Helper()
 	if cmd == nil {
 		return data
 	}
-	return run(t, data, cmd[0], cmd[1:]...)
+	key := fmt.Sprintf("%q %x", cmd, sha256.Sum256(data))
+	compressed.Lock()
+	defer compressed.Unlock()
+	if c, ok := compressed.m[key]; ok {
+		return c
+	}
+	c := run(t, data, cmd[0], cmd[1:]...)
+	compressed.m[key] = c
+	return c
 }
+
+var compressed = struct {
+	sync.Mutex
+	m map[string][]byte
+}{m: map[string][]byte{}}
 
 // goCompress compresses with the Go encoders (bzip2 has none: the CLI).
 func goCompress(t testing.TB, kind Kind, data []byte) []byte {

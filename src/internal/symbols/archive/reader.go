@@ -200,6 +200,8 @@ func (r *Reader) nextErr(err error) error {
 	case errors.Is(err, tar.ErrHeader):
 		return r.wrap(fmt.Errorf("%w: invalid tar header after the member's %d bytes: the member is larger than its header says, or the stream is damaged",
 			ErrCorrupt, r.entry.size), true)
+	case errors.Is(err, io.ErrUnexpectedEOF) && r.entries == 0:
+		return fmt.Errorf("%w: the stream ends inside the first header", ErrTruncated)
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return r.wrap(fmt.Errorf("%w: the stream ends inside the member's %d bytes or the header after it", ErrTruncated, r.entry.size), true)
 	}
