@@ -154,7 +154,7 @@ var gnuFormats = []struct {
 	{"pax-sparse-0.0", []string{"--format=pax", "--sparse", "--sparse-version=0.0"}},
 }
 
-func gnuTar(t *testing.T, dir string, args ...string) []byte {
+func gnuTar(t testing.TB, dir string, args ...string) []byte {
 	cmd := exec.Command(need(t, "tar"), append(append([]string{"-C", dir, "-c", "-f", "-"}, args...), ".")...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
