@@ -31,9 +31,14 @@ type decoder struct {
 
 // newDecoder starts decompressing src (a buffered reader positioned at the magic bytes).
 func newDecoder(kind Kind, src *bufio.Reader, lim Limits, o options) (*decoder, error) {
+	var in io.Reader = src
+	if kind == XZ {
+		// The guard refuses a dictionary over MaxWindow before the decoder allocates it.
+		in = newXZGuard(src, lim.window())
+	}
 	if !o.pureGo {
 		if prog := externalFor(kind); prog != nil {
-			return startExternal(prog, src)
+			return startExternal(prog, in, lim)
 		}
 	}
 	switch kind {
@@ -48,10 +53,8 @@ func newDecoder(kind Kind, src *bufio.Reader, lim Limits, o options) (*decoder, 
 	case Bzip2:
 		return &decoder{Reader: bzip2.NewReader(src), name: "compress/bzip2", close: func() error { return nil }}, nil
 	case XZ:
-		// The guard refuses a dictionary over MaxWindow before the decoder allocates it; the
-		// bufio.Reader above it gives the decoder the io.ByteReader it reads headers with.
-		g := newXZGuard(src, lim.window())
-		xr, err := xz.ReaderConfig{DictCap: 1 << 16}.NewReader(bufio.NewReaderSize(g, 64<<10))
+		// The bufio.Reader gives the decoder the io.ByteReader it reads headers with.
+		xr, err := xz.ReaderConfig{DictCap: 1 << 16}.NewReader(bufio.NewReaderSize(in, 64<<10))
 		if err != nil {
 			return nil, decodeErr("ulikunitz/xz", err)
 		}

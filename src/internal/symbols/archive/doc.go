@@ -14,7 +14,8 @@
 // ratio to the compressed bytes), the number of members and the decoders' window memory.
 //
 // Decompression is pure Go (compress/gzip, compress/bzip2, github.com/ulikunitz/xz,
-// github.com/klauspost/compress/zstd). For bzip2, whose Go decoder is several times slower than
-// the parallel C one, Open and NewReader run lbzip2 as a subprocess when it is installed (see
-// external.go for the measurements); PureGo turns this off.
+// github.com/klauspost/compress/zstd), except that lbzip2 and xz, when installed, decode bzip2
+// and xz streams in a subprocess: they are several times faster than the Go decoders (README.md
+// has the measurements). PureGo turns this off. The limits hold either way: the compressed bytes
+// go through the Reader to the program and the decompressed bytes come back through it.
 package archive

@@ -5,33 +5,42 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// External decompressors, used when installed unless PureGo is given.
+// External decompressors, used when installed unless PureGo is given. Figures: README.md.
 //
-// Decompression throughput of a 100 MiB tar of 101 shared libraries from
-// /usr/lib/x86_64-linux-gnu (BenchmarkDecompress, 2 cores shared with other jobs; MB/s of tar
-// output, see README.md for the whole table):
+// Only bzip2 and xz gain enough to be worth a subprocess: per CPU second, lbzip2 decodes bzip2
+// about twice as fast as bzip2 and compress/bzip2, and xz decodes xz about 2.5 times as fast as
+// github.com/ulikunitz/xz. The Go zstd and gzip decoders are within 1.3x of the C tools.
 //
-//	bzip2 -9:  compress/bzip2 ~20, bzip2 -dc ~22, lbzip2 -dc ~75 (two threads)
-//
-// Only bzip2 gains enough to be worth a subprocess: lbzip2 decodes any bzip2 stream in parallel
-// (pbzip2 only its own multi-stream files), while for gzip, xz and zstd the Go decoders are
-// within ~2x of the C tools (zstd and gzip at par or better).
+// Both get half the CPUs (at least one thread): the rest of the pipeline (reading the tar,
+// eu-unstrip, uploads) needs the others, and on an oversubscribed machine lbzip2 with more
+// threads than free cores was measured 2-3 times slower than with one.
 type extProgram struct {
 	name string
-	args []string
+	args func(lim Limits) []string
 }
 
+func extThreads() string { return strconv.Itoa(max(1, runtime.NumCPU()/2)) }
+
 var externals = map[Kind]extProgram{
-	Bzip2: {name: "lbzip2", args: []string{"-d", "-c"}},
+	Bzip2: {name: "lbzip2", args: func(Limits) []string { return []string{"-d", "-c", "-n", extThreads()} }},
+	// The xz guard in front already refuses a dictionary over MaxWindow; the memory limit bounds
+	// what the threads may use on top (xz lowers their number to fit).
+	XZ: {name: "xz", args: func(lim Limits) []string {
+		return []string{"-d", "-c", "-q", "-T", extThreads(), "--memlimit-decompress=" + strconv.FormatInt(4*lim.window(), 10)}
+	}},
 }
 
 var lookOnce sync.Map // program name -> path ("" when missing)
 
+// externalFor returns the program for k with its full path, or nil when it is not installed.
 func externalFor(k Kind) *extProgram {
 	p, ok := externals[k]
 	if !ok {
@@ -55,15 +64,16 @@ func externalFor(k Kind) *extProgram {
 // Its exit status is checked when stdout ends, so a stream it rejects is an error, not an EOF.
 type extProc struct {
 	cmd    *exec.Cmd
+	in     *errRecorder
 	out    io.ReadCloser
 	stderr limitedBuffer
 	waited bool
 	err    error
 }
 
-func startExternal(p *extProgram, src io.Reader) (*decoder, error) {
-	e := &extProc{cmd: exec.Command(p.name, p.args...)}
-	e.cmd.Stdin = src
+func startExternal(p *extProgram, src io.Reader, lim Limits) (*decoder, error) {
+	e := &extProc{cmd: exec.Command(p.name, p.args(lim)...), in: &errRecorder{r: src}}
+	e.cmd.Stdin = e.in
 	e.cmd.Stderr = &e.stderr
 	// LBZIP2, BZIP2 and BZIP insert options; a clean environment keeps the command as written.
 	e.cmd.Env = []string{"LC_ALL=C"}
@@ -93,7 +103,15 @@ func (e *extProc) Read(p []byte) (int, error) {
 	if err == io.EOF {
 		e.waited = true
 		if werr := e.cmd.Wait(); werr != nil {
-			e.err = fmt.Errorf("%w: %s: %v: %s", ErrCorrupt, e.cmd.Args[0], werr, e.stderr.String())
+			if ierr := e.in.failed(); ierr != nil { // the program saw its input cut: say why
+				e.err = ierr
+				return n, e.err
+			}
+			kind, msg := ErrCorrupt, e.stderr.String()
+			if strings.Contains(msg, "nexpected end") { // xz: "Unexpected end of input"
+				kind = ErrTruncated
+			}
+			e.err = fmt.Errorf("%w: %s: %v: %s", kind, e.cmd.Args[0], werr, msg)
 			return n, e.err
 		}
 	}
@@ -137,4 +155,27 @@ func (b *limitedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return strings.TrimSpace(b.buf.String())
+}
+
+// errRecorder remembers the first error of the program's input other than io.EOF (the xz guard's
+// refusal, a failing file), which explains the program's failure better than the program can.
+// It is written by the goroutine feeding the program.
+type errRecorder struct {
+	r   io.Reader
+	err atomic.Pointer[error]
+}
+
+func (e *errRecorder) Read(p []byte) (int, error) {
+	n, err := e.r.Read(p)
+	if err != nil && err != io.EOF {
+		e.err.CompareAndSwap(nil, &err)
+	}
+	return n, err
+}
+
+func (e *errRecorder) failed() error {
+	if p := e.err.Load(); p != nil {
+		return *p
+	}
+	return nil
 }

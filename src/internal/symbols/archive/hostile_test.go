@@ -449,6 +449,11 @@ func TestXZDictionaryBomb(t *testing.T) {
 	require.Contains(t, err.Error(), "xz block 1: limit exceeded: xz dictionary of 192 MiB, more than MaxWindow (128 MiB)")
 	require.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(64<<20))
 
+	// With xz itself decoding (when installed), the guard in front refuses the same way.
+	_, err = readBytes(t, data, DefaultLimits)
+	require.ErrorIs(t, err, ErrLimit)
+	require.Contains(t, err.Error(), "xz dictionary of 192 MiB, more than MaxWindow (128 MiB)")
+
 	// The same with the limit raised decodes (the patched size is a valid one).
 	_, err = readBytes(t, data, Limits{MaxWindow: 256 << 20}, PureGo())
 	require.NoError(t, err)

@@ -3,6 +3,7 @@ package archive
 import (
 	"fmt"
 	"io"
+	"sync/atomic"
 )
 
 // Limits bound what one archive may cost. A zero field means "no limit" for MaxTotal,
@@ -50,21 +51,29 @@ func (l Limits) window() int64 {
 	return l.MaxWindow
 }
 
-// countIn counts the compressed bytes read from the source.
-// Its err is a failure of the source itself (not io.EOF), which no decoder should be blamed for.
+// countIn counts the compressed bytes read from the source. With an external decompressor it is
+// read by the goroutine feeding the program while countOut asks for the count: hence atomics.
 type countIn struct {
 	r   io.Reader
-	n   int64
-	err error
+	n   atomic.Int64
+	err atomic.Pointer[error] // the source's own failure (not io.EOF): no decoder is to blame
 }
 
 func (c *countIn) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
-	c.n += int64(n)
-	if err != nil && err != io.EOF && c.err == nil {
-		c.err = err
+	c.n.Add(int64(n))
+	if err != nil && err != io.EOF {
+		c.err.CompareAndSwap(nil, &err)
 	}
 	return n, err
+}
+
+// failed returns the source's error, or nil.
+func (c *countIn) failed() error {
+	if e := c.err.Load(); e != nil {
+		return *e
+	}
+	return nil
 }
 
 // countOut sits between the decompressor and the tar reader: it counts decompressed bytes,
@@ -93,10 +102,10 @@ func (c *countOut) Read(p []byte) (int, error) {
 			c.err = fmt.Errorf("%w: more than %d bytes decompressed (MaxTotal)", ErrLimit, c.lim.MaxTotal)
 			return 0, c.err
 		}
-		if c.in != nil && c.lim.MaxRatio > 0 && c.n > RatioGrace && c.in.n > 0 {
-			if r := float64(c.n) / float64(c.in.n); r > c.lim.MaxRatio {
+		if in := c.compressed(); c.in != nil && c.lim.MaxRatio > 0 && c.n > RatioGrace && in > 0 {
+			if r := float64(c.n) / float64(in); r > c.lim.MaxRatio {
 				c.err = fmt.Errorf("%w: decompression bomb: %d bytes from %d compressed bytes (ratio %.0f > MaxRatio %.0f)",
-					ErrLimit, c.n, c.in.n, r, c.lim.MaxRatio)
+					ErrLimit, c.n, in, r, c.lim.MaxRatio)
 				return 0, c.err
 			}
 		}
@@ -105,6 +114,13 @@ func (c *countOut) Read(p []byte) (int, error) {
 		c.err = err
 	}
 	return n, err
+}
+
+func (c *countOut) compressed() int64 {
+	if c.in == nil {
+		return 0
+	}
+	return c.in.n.Load()
 }
 
 func (c *countOut) trackZeros(p []byte) {

@@ -30,20 +30,22 @@ type Entry struct {
 	Mode int64
 }
 
-// Reader reads a tar archive, possibly compressed, as a stream.
+// Reader reads a tar archive, possibly compressed, as a stream. It is not safe for concurrent
+// use. Close must be called: it stops an external decompressor.
 type Reader struct {
-	lim   Limits
-	kind  Kind
-	file  *os.File // owned when made by Open
-	in    *countIn
-	out   *countOut
-	dec   *decoder
-	tr    *tar.Reader
-	cur   *Entry // nil before the first member, after a refused one and at the end
-	buf   []byte // Extract's copy buffer
-	err   error  // sticky
-	done  bool   // io.EOF reached and the trailer checked
-	entry struct {
+	lim    Limits
+	kind   Kind
+	file   *os.File // owned when made by Open
+	in     *countIn
+	out    *countOut
+	dec    *decoder
+	tr     *tar.Reader
+	cur    *Entry // nil before the first member, after a refused one and at the end
+	buf    []byte // Extract's copy buffer
+	err    error  // sticky
+	done   bool   // io.EOF reached and the trailer checked
+	closed bool
+	entry  struct {
 		name string // the last header's name (cleaned, or raw when refused), for errors
 		size int64  // its size as the header says
 		read int64  // bytes of the current member handed out
@@ -100,11 +102,15 @@ func (r *Reader) Kind() Kind { return r.kind }
 func (r *Reader) Decompressor() string { return r.dec.name }
 
 // CompressedBytes and DecompressedBytes count the stream so far (for reports and benchmarks).
-func (r *Reader) CompressedBytes() int64   { return r.in.n }
+func (r *Reader) CompressedBytes() int64   { return r.in.n.Load() }
 func (r *Reader) DecompressedBytes() int64 { return r.out.n }
 
 // Close stops decompressing and closes the file if Open opened it.
 func (r *Reader) Close() error {
+	if r.closed {
+		return nil
+	}
+	r.closed = true
 	if r.err == nil {
 		r.err = errors.New("archive: reader closed")
 	}
@@ -182,8 +188,8 @@ func (r *Reader) wrap(err error, after bool) error {
 
 // srcErr tells a failure to read the archive itself from a complaint about its content.
 func (r *Reader) srcErr(err error) error {
-	if r.in.err != nil {
-		return fmt.Errorf("read archive: %w", r.in.err)
+	if e := r.in.failed(); e != nil {
+		return fmt.Errorf("read archive: %w", e)
 	}
 	return err
 }
@@ -191,8 +197,8 @@ func (r *Reader) srcErr(err error) error {
 // nextErr explains an error of tar.Reader.Next: it skipped the rest of the current member, then
 // read the next header.
 func (r *Reader) nextErr(err error) error {
-	if r.in.err != nil {
-		return r.wrap(fmt.Errorf("read archive: %w", r.in.err), true)
+	if e := r.in.failed(); e != nil {
+		return r.wrap(fmt.Errorf("read archive: %w", e), true)
 	}
 	switch {
 	case errors.Is(err, tar.ErrHeader) && r.entries == 0:
@@ -210,8 +216,8 @@ func (r *Reader) nextErr(err error) error {
 
 // contentErr classifies an error from the decoders or the tar reader.
 func (r *Reader) contentErr(err error) error {
-	if r.in.err != nil {
-		return fmt.Errorf("read archive: %w", r.in.err)
+	if e := r.in.failed(); e != nil {
+		return fmt.Errorf("read archive: %w", e)
 	}
 	if errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w: the stream ends early", ErrTruncated)
@@ -269,7 +275,7 @@ func (r *Reader) Read(p []byte) (int, error) {
 		return n, io.EOF
 	}
 	if err != nil {
-		if errors.Is(err, io.ErrUnexpectedEOF) && r.in.err == nil {
+		if errors.Is(err, io.ErrUnexpectedEOF) && r.in.failed() == nil {
 			err = fmt.Errorf("%w: the stream ends after %d of the member's %d bytes", ErrTruncated, r.entry.read, r.cur.Size)
 		} else {
 			err = r.contentErr(err)
