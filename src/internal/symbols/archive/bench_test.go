@@ -36,7 +36,7 @@ var benchFormats = []struct {
 }{
 	{None, "tar", nil, nil},
 	{Gzip, "tar.gz", []string{"gzip", "-9", "-n", "-c"}, [][]string{{"gzip", "-dc"}, {"pigz", "-dc"}}},
-	{Bzip2, "tar.bz2", []string{"bzip2", "-9", "-c"}, [][]string{{"bzip2", "-dc"}, {"lbzip2", "-dc"}, {"pbzip2", "-dc"}}},
+	{Bzip2, "tar.bz2", []string{"bzip2", "-9", "-c"}, [][]string{{"bzip2", "-dc"}, {"lbzip2", "-dc"}, {"lbzip2", "-n1", "-dc"}, {"pbzip2", "-dc"}}},
 	{XZ, "tar.xz", []string{"xz", "-6", "-T2", "-c"}, [][]string{{"xz", "-dc"}, {"xz", "-T0", "-dc"}}},
 	{Zstd, "tar.zst", []string{"zstd", "-q", "-3", "-T2", "-c"}, [][]string{{"zstd", "-dc"}}},
 }
