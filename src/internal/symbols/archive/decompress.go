@@ -38,7 +38,9 @@ func newDecoder(kind Kind, src *bufio.Reader, lim Limits, o options) (*decoder, 
 	}
 	if !o.pureGo {
 		if prog := externalFor(kind); prog != nil {
-			return startExternal(prog, in, lim)
+			if d, err := startExternal(prog, in, lim); err == nil {
+				return d, nil
+			} // it could not start (nothing was read yet): the Go decoder instead
 		}
 	}
 	switch kind {

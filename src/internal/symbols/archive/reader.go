@@ -147,7 +147,7 @@ func (r *Reader) Next() (*Entry, error) {
 		}
 		h, err := r.tr.Next()
 		if err == tar.ErrInsecurePath {
-			err = nil // with GODEBUG=tarinsecurepath=0; entry() judges names itself
+			err = nil // with GODEBUG=tarinsecurepath=0; newEntry judges names itself
 		}
 		if err == io.EOF {
 			if err := r.finish(); err != nil {
@@ -201,8 +201,10 @@ func (r *Reader) nextErr(err error) error {
 		return r.wrap(fmt.Errorf("read archive: %w", e), true)
 	}
 	switch {
+	case errors.Is(err, tar.ErrHeader) && r.entries == 0 && r.kind == None:
+		return fmt.Errorf("%w: not a tar archive (no known compression, no tar header at the start)", ErrCorrupt)
 	case errors.Is(err, tar.ErrHeader) && r.entries == 0:
-		return fmt.Errorf("%w: not a tar archive (%s stream; invalid header at the start)", ErrCorrupt, r.kind)
+		return fmt.Errorf("%w: the %s stream does not hold a tar archive (no tar header at the start)", ErrCorrupt, r.kind)
 	case errors.Is(err, tar.ErrHeader):
 		return r.wrap(fmt.Errorf("%w: invalid tar header after the member's %d bytes: the member is larger than its header says, or the stream is damaged",
 			ErrCorrupt, r.entry.size), true)
@@ -232,8 +234,11 @@ func (r *Reader) contentErr(err error) error {
 // the decompressed stream (which also makes the decoders verify their trailing checksums).
 func (r *Reader) finish() error {
 	if r.out.lastN == 0 || r.out.zeroTail < 1024 {
+		if r.out.n == 0 && r.kind == None {
+			return fmt.Errorf("%w: empty file", ErrTruncated)
+		}
 		if r.out.n == 0 {
-			return fmt.Errorf("%w: empty %s stream", ErrTruncated, r.kind)
+			return fmt.Errorf("%w: the %s stream is empty", ErrTruncated, r.kind)
 		}
 		return r.wrap(fmt.Errorf("%w: the archive ends without its end-of-archive marker", ErrTruncated), true)
 	}
