@@ -7,6 +7,7 @@ require (
 	github.com/ianlancetaylor/demangle v0.0.0-20260724033716-83e58baca724
 	github.com/klauspost/compress v1.18.0
 	github.com/stretchr/testify v1.10.0
+	github.com/ulikunitz/xz v0.5.17
 	golang.org/x/sys v0.30.0
 	modernc.org/sqlite v1.36.0
 )
