@@ -51,9 +51,9 @@ type nameResult struct{ function, mangled string }
 func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	st := &unitState{decls: map[dwarf.Offset]*declInfo{}, names: map[int32]nameResult{}}
 	if u.stmtList >= 0 {
-		env := &lineEnv{
-			line: x.sec.line, lineStr: x.sec.lineStrS, str: x.sec.strS, strOffsets: x.sec.strOffsets,
-			order: x.order, names: x.names, compDir: u.compDir, strOffsetsBase: u.strOffsetsBase, cuAddrSize: u.addrSize,
+		env, err := x.lineEnv(u)
+		if err != nil {
+			return nil, err
 		}
 		h, rows, err := readLineProgram(env, uint64(u.stmtList))
 		if err != nil {
@@ -137,6 +137,9 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 	}
 	for len(stack) > 0 {
 		e, err := r.Next()
+		if pastEnd(err, u) {
+			break // the unit ended without closing every level
+		}
 		if err != nil {
 			return err
 		}

@@ -1,9 +1,11 @@
 package symbolize
 
 import (
+	"cmp"
 	"debug/elf"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -180,9 +182,19 @@ func better(a, b *symbol) bool {
 }
 
 func newSymtab(all []symbol) *symtab {
-	sort.SliceStable(all, func(i, j int) bool { return all[i].addr < all[j].addr })
+	// Sorted by address, stably: through indexes, as symbols are big to move.
+	order := make([]int32, len(all))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := cmp.Compare(all[a].addr, all[b].addr); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
 	st := &symtab{}
-	for i := range all {
+	for _, i := range order {
 		s := &all[i]
 		if n := len(st.syms); n > 0 && st.syms[n-1].addr == s.addr {
 			kept := &st.syms[n-1]
