@@ -1,10 +1,12 @@
 package symbolize
 
 import (
+	"cmp"
 	"debug/dwarf"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -21,12 +23,13 @@ import (
 // and for small files, every unit's ranges are read, as gdb does.
 //
 // Reading DIEs: debug/dwarf wants .debug_info and .debug_abbrev whole, and
-// parses the abbreviation table of every unit it is given: most of the cost
-// of a big file. So it is given the units read so far, and the header of
-// every unit not yet needed ("active") points at an empty abbreviation table
-// (offset len(.debug_abbrev), the zero byte after the section); a unit's
-// real offset is put back when it becomes active. Each activation makes a
-// new *dwarf.Data (data), which covers every unit the previous one did.
+// parses the header and abbreviation table of every unit it is given: most
+// of the cost of a big file. So it is given the units read so far, with
+// every run of units not yet needed ("inactive") disguised as one unit: the
+// header of the run's first unit is patched (section.patch) to span the run
+// and to point at an empty abbreviation table (offset len(.debug_abbrev),
+// the zero byte after the section). Each activation makes a new *dwarf.Data
+// (data), which covers every unit the previous one did.
 type dwarfIndex struct {
 	data    dwarfData
 	sec     *debugSections
@@ -38,7 +41,7 @@ type dwarfIndex struct {
 	mu        sync.Mutex   // guards the fields below and the unit headers in .debug_info
 	bounds    []unitBounds // every unit header read so far, in section order
 	scanned   int          // .debug_info bytes covered by bounds
-	nActive   int          // units whose header holds their table
+	nActive   int          // active units
 	allActive bool         // every unit is read and active
 	stale     bool         // data lacks active units
 
@@ -81,12 +84,13 @@ type unitBounds struct {
 	first dwarf.Offset // offset of the unit's first DIE
 	end   dwarf.Offset // offset just past the unit
 
-	abbrev     uint64 // the header's abbreviation table offset
-	abbrevAt   int    // where that field is in .debug_info
-	abbrevSize int    // 4 or 8
-	active     bool   // the header holds abbrev (else the empty table)
-	read       bool   // the unit's own entry was read
-	u          *unit  // the compile or partial unit, once read
+	abbrev   uint64 // the header's abbreviation table offset
+	abbrevAt int    // where that field is in .debug_info
+	offSize  int    // 4 or 8 (64-bit DWARF)
+	active   bool   // readable: its header as written
+	head     int    // when its header is patched to span a run of inactive units: the run's end
+	read     bool   // the unit's own entry was read
+	u        *unit  // the compile or partial unit, once read
 }
 
 // unit is a compile (or partial) unit.
@@ -162,7 +166,7 @@ func (x *dwarfIndex) buildIndex(useAranges bool) error {
 }
 
 func (x *dwarfIndex) setRanges(rs []unitRange) {
-	sort.SliceStable(rs, func(i, j int) bool { return rs[i].lo < rs[j].lo })
+	slices.SortStableFunc(rs, func(a, b unitRange) int { return cmp.Compare(a.lo, b.lo) })
 	x.ranges = rs
 	x.rangesMax = make([]uint64, len(rs))
 	var m uint64
@@ -260,7 +264,7 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 		return false, err
 	}
 	c.b = b[:end]
-	ub := unitBounds{hdr: dwarf.Offset(off), end: dwarf.Offset(end), abbrevSize: offSize}
+	ub := unitBounds{hdr: dwarf.Offset(off), end: dwarf.Offset(end), offSize: offSize}
 	version := c.u16()
 	switch {
 	case version >= 2 && version <= 4:
@@ -286,19 +290,70 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 		return false, c.err
 	}
 	ub.first = dwarf.Offset(c.off)
-	x.setAbbrev(b, &ub, uint64(x.sec.abbrev.len()))
 	x.bounds = append(x.bounds, ub)
 	x.scanned = end
 	return true, nil
 }
 
-// setAbbrev writes v into the header's abbreviation offset.
-func (x *dwarfIndex) setAbbrev(info []byte, b *unitBounds, v uint64) {
-	if b.abbrevSize == 8 {
-		x.order.PutUint64(info[b.abbrevAt:], v)
-	} else {
-		x.order.PutUint32(info[b.abbrevAt:], uint32(v))
+// setHeader writes a unit length and an abbreviation offset into b's
+// header. x.mu is held: headers are read under it only.
+func (x *dwarfIndex) setHeader(b *unitBounds, length, abbrev uint64) {
+	field := func(v uint64) []byte {
+		f := make([]byte, b.offSize)
+		if b.offSize == 8 {
+			x.order.PutUint64(f, v)
+		} else {
+			x.order.PutUint32(f, uint32(v))
+		}
+		return f
 	}
+	lenAt := int(b.hdr)
+	if b.offSize == 8 {
+		lenAt += 4 // after the 0xffffffff escape
+	}
+	x.sec.info.patch(lenAt, field(length))
+	x.sec.info.patch(b.abbrevAt, field(abbrev))
+}
+
+// lengthSize is the size of the unit length field (with its 64-bit escape).
+func (b *unitBounds) lengthSize() uint64 {
+	if b.offSize == 8 {
+		return 12
+	}
+	return 4
+}
+
+// disguise writes every header as data must see it: active units as they
+// are, each run of inactive ones as one unit with no entries (at most
+// 4 GiB: 32-bit lengths). It returns where the units data will see start.
+// x.mu is held.
+func (x *dwarfIndex) disguise() []dwarf.Offset {
+	sentinel := uint64(x.sec.abbrev.len())
+	var firsts []dwarf.Offset
+	for i := 0; i < len(x.bounds); {
+		b := &x.bounds[i]
+		firsts = append(firsts, b.first)
+		if b.active {
+			if b.head != 0 {
+				x.setHeader(b, uint64(b.end-b.hdr)-b.lengthSize(), b.abbrev)
+				b.head = 0
+			}
+			i++
+			continue
+		}
+		j := i + 1
+		for j < len(x.bounds) && !x.bounds[j].active && (b.offSize == 8 || x.bounds[j].end-b.hdr < 0xfffffff0) {
+			j++
+		}
+		// Headers inside the run are not read; a stale head field there
+		// only means "patched", which is what it is.
+		if end := int(x.bounds[j-1].end); b.head != end {
+			x.setHeader(b, uint64(end-int(b.hdr))-b.lengthSize(), sentinel)
+			b.head = end
+		}
+		i = j
+	}
+	return firsts
 }
 
 // scanThrough reads unit headers until the unit holding off is known.
@@ -334,7 +389,6 @@ func (x *dwarfIndex) activate(idx []int) error {
 		if err := x.needAbbrevTable(b.abbrev); err != nil {
 			return err
 		}
-		x.setAbbrev(x.sec.info.avail(), b, b.abbrev)
 		b.active, changed = true, true
 		x.nActive++
 	}
@@ -389,10 +443,8 @@ func (x *dwarfIndex) activateAll() error {
 	if _, err := x.sec.abbrev.all(); err != nil {
 		return err
 	}
-	info := x.sec.info.avail()
 	for i := range x.bounds {
 		if b := &x.bounds[i]; !b.active {
-			x.setAbbrev(info, b, b.abbrev)
 			b.active = true
 			x.nActive++
 		}
@@ -404,6 +456,7 @@ func (x *dwarfIndex) activateAll() error {
 // newData makes the *dwarf.Data over every unit scanned. x.mu is held.
 func (x *dwarfIndex) newData() error {
 	ds := x.sec
+	firsts := x.disguise()
 	str, _ := ds.str.all()
 	ranges, _ := ds.ranges.all()
 	d, err := dwarf.New(ds.abbrev.withSentinel(), nil, nil, ds.info.avail()[:x.scanned], nil, nil, ranges, str)
@@ -423,6 +476,13 @@ func (x *dwarfIndex) newData() error {
 				return fmt.Errorf("dwarf %s: %w", s.name, err)
 			}
 		}
+	}
+	// debug/dwarf reads a DWARF 5 unit's bases (str_offsets_base...) on the
+	// first seek into it and stores them: do that here, before the Data is
+	// shared, so that concurrent readers only read.
+	r := d.Reader()
+	for _, off := range firsts {
+		r.Seek(off)
 	}
 	x.data.p.Store(d)
 	x.stale = false
@@ -560,7 +620,7 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 		return nil, nil
 	}
 	// The address table names the candidates; their own ranges decide.
-	sort.Slice(hdrs, func(i, j int) bool { return hdrs[i] < hdrs[j] })
+	slices.Sort(hdrs)
 	var idx []int
 	for k, h := range hdrs {
 		if k > 0 && h == hdrs[k-1] {

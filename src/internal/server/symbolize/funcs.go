@@ -1,8 +1,10 @@
 package symbolize
 
 import (
+	"cmp"
 	"debug/dwarf"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -21,6 +23,8 @@ type unitState struct {
 	mu    sync.Mutex
 	names map[int32]nameResult
 }
+
+func bySpanLo(a, b span) int { return cmp.Compare(a.lo, b.lo) }
 
 // span maps an address range to a node.
 type span struct {
@@ -68,7 +72,7 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	if err := x.walkUnit(u, st); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(st.funcs, func(i, j int) bool { return st.funcs[i].lo < st.funcs[j].lo })
+	slices.SortStableFunc(st.funcs, bySpanLo)
 	st.funcsMax = make([]uint64, len(st.funcs))
 	var m uint64
 	for i, s := range st.funcs {
@@ -77,7 +81,7 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	}
 	for i := range st.nodes {
 		n := &st.nodes[i]
-		sort.SliceStable(n.kids, func(a, b int) bool { return n.kids[a].lo < n.kids[b].lo })
+		slices.SortStableFunc(n.kids, bySpanLo)
 		n.kidsMax = make([]uint64, len(n.kids))
 		var m uint64
 		for j, k := range n.kids {

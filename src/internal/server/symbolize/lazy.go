@@ -2,16 +2,18 @@ package symbolize
 
 import (
 	"bufio"
+	"bytes"
+	"cmp"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 
-	"github.com/klauspost/compress/zlib"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -38,10 +40,38 @@ type section struct {
 	open    func() (io.Reader, io.Closer, error)
 	src     io.Reader // the stream being read, nil before the first read and after the last
 	closer  io.Closer
-	compr   bool // src is a decompressor: its end is checked
+	compr   bool      // src is a decompressor: its end is checked
+	z       *inflater // the zlib stream being inflated (instead of src)
+	patches []patch   // bytes the owner changed, by offset
 	err     error
 	want    int  // what the background reader is asked to reach
 	running bool // a background reader runs
+}
+
+// patch is a change the section's owner made to bytes already read.
+type patch struct {
+	off       int
+	orig, now []byte
+}
+
+// patch writes b at off (below the bytes read so far). The inflater reads
+// back through the output for its matches, so it is shown the original
+// bytes while it runs. Readers of these bytes must hold their own lock
+// around patch and around reading them.
+func (s *section) patch(off int, b []byte) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	i, found := slices.BinarySearchFunc(s.patches, off, func(p patch, off int) int { return cmp.Compare(p.off, off) })
+	if !found {
+		if s.z == nil {
+			copy(s.buf[off:], b) // nothing reads back through the section any more
+			return
+		}
+		s.patches = slices.Insert(s.patches, i, patch{off: off, orig: bytes.Clone(s.buf[off : off+len(b)])})
+	}
+	p := &s.patches[i]
+	p.now = bytes.Clone(b)
+	copy(s.buf[off:], b)
 }
 
 // readStep is how much one locked step produces: small enough that a lookup
@@ -117,6 +147,10 @@ func (s *section) step(n int) error {
 	if s.buf == nil {
 		s.buf = make([]byte, s.size+1)
 	}
+	if s.z != nil {
+		s.z.out = s.buf[:s.size]
+		return s.inflateStep(done, n)
+	}
 	if s.src == nil {
 		src, closer, err := s.open()
 		if err != nil {
@@ -149,6 +183,47 @@ func (s *section) step(n int) error {
 	return nil
 }
 
+// inflateStep inflates whole deflate blocks, toward n; s.mu is held.
+func (s *section) inflateStep(done, n int) error {
+	want := min(done+readStep, n)
+	// The inflater's window: the last 32 KiB, shown as decoded.
+	first, _ := slices.BinarySearchFunc(s.patches, done-32<<10-16, func(p patch, off int) int { return cmp.Compare(p.off, off) })
+	for _, p := range s.patches[first:] {
+		copy(s.buf[p.off:], p.orig)
+	}
+	got, err := s.z.fill(want)
+	if err == nil && got == s.size {
+		// The end: check that the stream ends here, and its checksum, over
+		// the bytes as decoded.
+		first = 0
+		for _, p := range s.patches {
+			copy(s.buf[p.off:], p.orig)
+		}
+		got, err = s.z.fill(s.size + 1)
+	}
+	for _, p := range s.patches[first:] {
+		copy(s.buf[p.off:], p.now)
+	}
+	if err == nil && got <= done && got < n {
+		err = errCorrupt // no progress: cannot happen, but must not loop
+	}
+	s.done.Store(int64(got))
+	if err != nil {
+		return s.fail(inflateError(s.name, s.size, err))
+	}
+	if s.z.done {
+		s.release()
+	}
+	return nil
+}
+
+func inflateError(name string, size int, err error) error {
+	if errors.Is(err, errLonger) {
+		return fmt.Errorf("section %s: decompressed more than %#x bytes, header says %#x", name, size, size)
+	}
+	return fmt.Errorf("section %s: %w", name, err)
+}
+
 func (s *section) fail(err error) error {
 	s.err = err
 	s.release()
@@ -160,7 +235,7 @@ func (s *section) release() {
 	if s.closer != nil {
 		s.closer.Close()
 	}
-	s.src, s.closer, s.open = nil, nil, nil
+	s.src, s.closer, s.open, s.z, s.patches = nil, nil, nil, nil, nil
 }
 
 // prefetch asks a background goroutine to read the first n bytes, so that
@@ -346,25 +421,22 @@ func (sec *section) compressed(r io.ReaderAt, off, n int64, size uint64, isZstd 
 		return fmt.Errorf("section %s: debug data over %d bytes", sec.name, int64(maxDebugBytes))
 	}
 	sec.size, sec.compr = int(size), true
+	if !isZstd {
+		sec.z = newInflater(r, off, n, nil) // its output buffer is set on the first read
+		return nil
+	}
 	name := sec.name
 	sec.open = func() (io.Reader, io.Closer, error) {
 		// A ByteReader, so that the decompressor reads no further than its stream.
 		in := bufio.NewReaderSize(io.NewSectionReader(r, off, n), 64<<10)
-		if isZstd {
-			// The window the frame may ask for is bounded like the output.
-			limit := max(size+1, readChunk)
-			zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1),
-				zstd.WithDecoderMaxMemory(limit), zstd.WithDecoderMaxWindow(limit))
-			if err != nil {
-				return nil, nil, fmt.Errorf("section %s: %w", name, err)
-			}
-			return zr, closerFunc(zr.Close), nil
-		}
-		zr, err := zlib.NewReader(in)
+		// The window the frame may ask for is bounded like the output.
+		limit := max(size+1, readChunk)
+		zr, err := zstd.NewReader(in, zstd.WithDecoderConcurrency(1),
+			zstd.WithDecoderMaxMemory(limit), zstd.WithDecoderMaxWindow(limit))
 		if err != nil {
 			return nil, nil, fmt.Errorf("section %s: %w", name, err)
 		}
-		return zr, zr, nil
+		return zr, closerFunc(zr.Close), nil
 	}
 	return nil
 }

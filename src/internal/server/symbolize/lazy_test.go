@@ -2,9 +2,12 @@ package symbolize
 
 import (
 	"debug/elf"
+	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
+	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -63,5 +66,53 @@ func TestLazyIndexMatchesFull(t *testing.T) {
 			require.False(t, full.dw.byAranges)
 			t.Logf("%d addresses, %d with DWARF; .debug_info read: lazy %d of %d bytes", len(addrs), dwarfFrames, lazy.dw.sec.info.done.Load(), lazy.dw.sec.info.len())
 		})
+	}
+}
+
+// TestLazyConcurrent: lookups from several goroutines into a file read on
+// demand (units activated, sections inflated, under way from each other)
+// give the frames a lone reader gets. Run with -race.
+func TestLazyConcurrent(t *testing.T) {
+	_, debug := libcDebugFile(t)
+	ef, err := elf.Open(debug)
+	require.NoError(t, err)
+	text := ef.Section(".text")
+	ef.Close()
+	require.NotNil(t, text)
+	rng := rand.New(rand.NewSource(3))
+	addrs := make([]uint64, 400)
+	for i := range addrs {
+		addrs[i] = text.Addr + uint64(rng.Int63n(int64(text.Size)))
+	}
+	ref, err := Open(debug)
+	require.NoError(t, err)
+	defer ref.Close()
+	want := make([][]Frame, len(addrs))
+	for i, a := range addrs {
+		want[i], _ = ref.Lookup(a)
+	}
+	f, err := Open(debug)
+	require.NoError(t, err)
+	defer f.Close()
+	var wg sync.WaitGroup
+	errs := make(chan string, 8)
+	for g := 0; g < 4; g++ {
+		wg.Add(1)
+		go func(g int) {
+			defer wg.Done()
+			for k := range addrs {
+				i := (k*7 + g*101) % len(addrs)
+				got, _ := f.Lookup(addrs[i])
+				if !reflect.DeepEqual(got, want[i]) {
+					errs <- fmt.Sprintf("%#x: got %v, want %v", addrs[i], got, want[i])
+					return
+				}
+			}
+		}(g)
+	}
+	wg.Wait()
+	close(errs)
+	for e := range errs {
+		t.Error(e)
 	}
 }

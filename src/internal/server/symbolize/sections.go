@@ -11,7 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
-	"github.com/klauspost/compress/zlib"
+	"compress/zlib"
 	"github.com/klauspost/compress/zstd"
 )
 
