@@ -17,19 +17,24 @@ import (
 // (see unitState).
 //
 // Finding the unit: with .debug_aranges (what gcc emits), the unit comes
-// from its address table, and only .debug_info up to that unit's end is
-// read; the unit's own ranges (DW_AT_ranges, low/high pc) then decide, as
-// they do for gdb, among the units the table names. Without .debug_aranges,
-// and for small files, every unit's ranges are read, as gdb does.
+// from its address table, and .debug_info is only read through to that
+// unit (see stream: what is in front of it is inflated, not kept); the
+// unit's own ranges (DW_AT_ranges, low/high pc) then decide, as they do for
+// gdb, among the units the table names. Without .debug_aranges, and for
+// small files, every unit's ranges are read, as gdb does.
 //
-// Reading DIEs: debug/dwarf wants .debug_info and .debug_abbrev whole, and
-// parses the header and abbreviation table of every unit it is given: most
-// of the cost of a big file. So it is given the units read so far, with
-// every run of units not yet needed ("inactive") disguised as one unit: the
-// header of the run's first unit is patched (section.patch) to span the run
-// and to point at an empty abbreviation table (offset len(.debug_abbrev),
-// the zero byte after the section). Each activation makes a new *dwarf.Data
-// (data), which covers every unit the previous one did.
+// Reading DIEs: debug/dwarf wants .debug_info and .debug_abbrev whole and
+// parses the header and abbreviation table of every unit it is given. So it
+// is given a compact copy: the units in use ("active"), each with its
+// abbreviation table, appended as they become active. Offsets (DIE offsets,
+// references, unit bounds) are offsets in that copy; they are the file's
+// own when every unit was made active in order (full mode). Full mode is
+// used without .debug_aranges, for small files, and when some abbreviation
+// table has forms holding .debug_info offsets (DW_FORM_ref_addr: LTO, dwz,
+// Go), which only the file's own offsets satisfy. Each activation makes a
+// new *dwarf.Data (data), which covers every unit the previous one did, at
+// the same offsets; past maxActiveUnits, every unit is made active at once
+// (each new Data parses the table of every active unit).
 type dwarfIndex struct {
 	data    dwarfData
 	sec     *debugSections
@@ -38,12 +43,16 @@ type dwarfIndex struct {
 	foreign sync.Map // dwarf.Offset -> *declInfo, DIEs read outside a unit walk
 	names   *budget  // bytes of names and paths the unit indexes may keep
 
-	mu        sync.Mutex   // guards the fields below and the unit headers in .debug_info
-	bounds    []unitBounds // every unit header read so far, in section order
-	scanned   int          // .debug_info bytes covered by bounds
-	nActive   int          // active units
-	allActive bool         // every unit is read and active
-	stale     bool         // data lacks active units
+	mu      sync.Mutex   // guards the fields below
+	bounds  []unitBounds // every unit header read so far, in section order
+	scanned int          // .debug_info bytes covered by bounds
+
+	cinfo, cabbrev []byte            // what data reads: the active units and their tables
+	tableAt        map[uint64]uint64 // .debug_abbrev offset -> offset in cabbrev
+	active         []int             // indexes in bounds of the active units, in cinfo order
+	allActive      bool              // every unit is active
+	full           bool              // ... in section order, from the start: offsets are the file's
+	offsetForms    chan bool         // some table has forms holding .debug_info offsets (sent once)
 
 	indexOnce sync.Once
 	indexErr  error
@@ -78,19 +87,21 @@ var emptyData = func() *dwarf.Data {
 	return d
 }()
 
-// unitBounds locates one unit of .debug_info.
+// unitBounds locates one unit: in .debug_info (hdr, first, end), and,
+// once active, in the compact copy (cfirst, cend).
 type unitBounds struct {
 	hdr   dwarf.Offset // offset of the unit header
 	first dwarf.Offset // offset of the unit's first DIE
 	end   dwarf.Offset // offset just past the unit
 
 	abbrev   uint64 // the header's abbreviation table offset
-	abbrevAt int    // where that field is in .debug_info
+	abbrevAt int    // where that field is, from hdr
 	offSize  int    // 4 or 8 (64-bit DWARF)
-	active   bool   // readable: its header as written
-	head     int    // when its header is patched to span a run of inactive units: the run's end
-	read     bool   // the unit's own entry was read
-	u        *unit  // the compile or partial unit, once read
+
+	active       bool
+	cfirst, cend dwarf.Offset
+	read         bool  // the unit's own entry was read
+	u            *unit // the compile or partial unit, once read
 }
 
 // unit is a compile (or partial) unit.
@@ -116,7 +127,7 @@ type unitRange struct {
 
 func newDwarfIndex(ds *debugSections, order binary.ByteOrder, atZero bool) (*dwarfIndex, error) {
 	x := &dwarfIndex{sec: ds, order: order, atZero: atZero, names: newBudget(baseNameBudget + 8*ds.loaded)}
-	if ds.info.len() <= eagerBytes {
+	if ds.info.len() <= eagerIndexBytes {
 		// Small: index every unit now, so that broken DWARF fails the open.
 		x.indexOnce.Do(func() { x.indexErr = x.buildIndex(false) })
 		if x.indexErr != nil {
@@ -125,6 +136,10 @@ func newDwarfIndex(ds *debugSections, order binary.ByteOrder, atZero bool) (*dwa
 	}
 	return x, nil
 }
+
+// eagerIndexBytes: files with at most this much .debug_info are indexed
+// at open (a variable for tests).
+var eagerIndexBytes = eagerBytes
 
 // index builds the unit index on first use.
 func (x *dwarfIndex) index() error {
@@ -138,21 +153,18 @@ func (x *dwarfIndex) buildIndex(useAranges bool) error {
 		if rs := x.readAranges(); len(rs) > 0 {
 			x.byAranges = true
 			x.setRanges(rs)
+			x.offsetForms = make(chan bool, 1)
+			go func() { x.offsetForms <- x.anyOffsetForms() }()
 			return nil
 		}
 	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if err := x.activateAll(); err != nil {
-		return err
-	}
-	all := make([]int, len(x.bounds))
-	for i := range all {
-		all[i] = i
-	}
-	if err := x.activate(all); err != nil {
-		return err
-	}
+	return x.activateAll()
+}
+
+// rangesOfAll indexes the ranges of every unit (full mode). x.mu is held.
+func (x *dwarfIndex) rangesOfAll() {
 	var rs []unitRange
 	for _, b := range x.bounds {
 		if b.u != nil {
@@ -162,7 +174,6 @@ func (x *dwarfIndex) buildIndex(useAranges bool) error {
 		}
 	}
 	x.setRanges(rs)
-	return nil
 }
 
 func (x *dwarfIndex) setRanges(rs []unitRange) {
@@ -231,8 +242,7 @@ func (x *dwarfIndex) readAranges() []unitRange {
 	return out
 }
 
-// scanNext reads the unit header at x.scanned and the whole unit, and points
-// the header at the empty abbreviation table. false at the end of the
+// scanNext reads the unit header at x.scanned. false at the end of the
 // section. x.mu is held.
 func (x *dwarfIndex) scanNext() (bool, error) {
 	size := x.sec.info.len()
@@ -240,11 +250,11 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 	if off >= size {
 		return false, nil
 	}
-	b, err := x.sec.info.ensure(off + 64)
+	b, err := x.sec.info.read(off, 64)
 	if err != nil {
 		return false, err
 	}
-	c := &cursor{b: b, off: off, order: x.order, what: ".debug_info"}
+	c := &cursor{b: b, order: x.order, what: ".debug_info", base: off}
 	length := uint64(c.u32())
 	offSize := 4
 	if length == 0xffffffff {
@@ -256,14 +266,11 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 	if c.err != nil {
 		return false, c.err
 	}
-	if length > uint64(size-c.off) {
+	if length > uint64(size-off-c.off) {
 		return false, fmt.Errorf(".debug_info at %#x: unit length %#x exceeds section", off, length)
 	}
-	end := c.off + int(length)
-	if b, err = x.sec.info.ensure(end); err != nil {
-		return false, err
-	}
-	c.b = b[:end]
+	end := off + c.off + int(length)
+	c.b = b[:min(len(b), end-off)]
 	ub := unitBounds{hdr: dwarf.Offset(off), end: dwarf.Offset(end), offSize: offSize}
 	version := c.u16()
 	switch {
@@ -289,71 +296,10 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 	if c.err != nil {
 		return false, c.err
 	}
-	ub.first = dwarf.Offset(c.off)
+	ub.first = dwarf.Offset(off + c.off)
 	x.bounds = append(x.bounds, ub)
 	x.scanned = end
 	return true, nil
-}
-
-// setHeader writes a unit length and an abbreviation offset into b's
-// header. x.mu is held: headers are read under it only.
-func (x *dwarfIndex) setHeader(b *unitBounds, length, abbrev uint64) {
-	field := func(v uint64) []byte {
-		f := make([]byte, b.offSize)
-		if b.offSize == 8 {
-			x.order.PutUint64(f, v)
-		} else {
-			x.order.PutUint32(f, uint32(v))
-		}
-		return f
-	}
-	lenAt := int(b.hdr)
-	if b.offSize == 8 {
-		lenAt += 4 // after the 0xffffffff escape
-	}
-	x.sec.info.patch(lenAt, field(length))
-	x.sec.info.patch(b.abbrevAt, field(abbrev))
-}
-
-// lengthSize is the size of the unit length field (with its 64-bit escape).
-func (b *unitBounds) lengthSize() uint64 {
-	if b.offSize == 8 {
-		return 12
-	}
-	return 4
-}
-
-// disguise writes every header as data must see it: active units as they
-// are, each run of inactive ones as one unit with no entries (at most
-// 4 GiB: 32-bit lengths). It returns where the units data will see start.
-// x.mu is held.
-func (x *dwarfIndex) disguise() []dwarf.Offset {
-	sentinel := uint64(x.sec.abbrev.len())
-	var firsts []dwarf.Offset
-	for i := 0; i < len(x.bounds); {
-		b := &x.bounds[i]
-		firsts = append(firsts, b.first)
-		if b.active {
-			if b.head != 0 {
-				x.setHeader(b, uint64(b.end-b.hdr)-b.lengthSize(), b.abbrev)
-				b.head = 0
-			}
-			i++
-			continue
-		}
-		j := i + 1
-		for j < len(x.bounds) && !x.bounds[j].active && (b.offSize == 8 || x.bounds[j].end-b.hdr < 0xfffffff0) {
-			j++
-		}
-		// Headers inside the run are not read; a stale head field there
-		// only means "patched", which is what it is.
-		if end := int(x.bounds[j-1].end); b.head != end {
-			x.setHeader(b, uint64(end-int(b.hdr))-b.lengthSize(), sentinel)
-			b.head = end
-		}
-		i = j
-	}
-	return firsts
 }
 
 // scanThrough reads unit headers until the unit holding off is known.
@@ -377,40 +323,169 @@ func (x *dwarfIndex) boundsIndex(off dwarf.Offset) int {
 	return i
 }
 
+// maxActiveUnits is how many units are made active one by one before all
+// of them are.
+const maxActiveUnits = 48
+
 // activate makes the units at the given indexes of x.bounds readable and
 // reads their own entries. x.mu is held.
 func (x *dwarfIndex) activate(idx []int) error {
+	if x.offsetForms != nil {
+		offsets := <-x.offsetForms
+		x.offsetForms = nil
+		if offsets && len(x.active) == 0 {
+			// The file's offsets are needed: every unit, in order.
+			if err := x.activateAll(); err != nil {
+				return err
+			}
+			x.byAranges = false
+			x.rangesOfAll()
+			return nil
+		}
+	}
 	changed := false
 	for _, i := range idx {
-		b := &x.bounds[i]
-		if b.active {
+		if x.bounds[i].active {
 			continue
 		}
-		if err := x.needAbbrevTable(b.abbrev); err != nil {
+		if err := x.copyUnit(i); err != nil {
 			return err
 		}
-		b.active, changed = true, true
-		x.nActive++
+		changed = true
 	}
-	if x.nActive > maxActiveUnits && !x.allActive {
-		// Each new *dwarf.Data parses the table of every active unit: past a
-		// few dozen units, read everything once instead.
-		if err := x.activateAll(); err != nil {
+	if len(x.active) > maxActiveUnits && !x.allActive {
+		if err := x.activateRest(); err != nil {
 			return err
 		}
 	}
-	if changed || x.stale {
-		if err := x.sec.whole(); err != nil {
-			return err
-		}
+	if changed {
 		if err := x.newData(); err != nil {
 			return err
 		}
 	}
+	return x.readUnits(idx)
+}
+
+// anyOffsetForms reports whether some abbreviation table of .debug_abbrev
+// has forms holding .debug_info offsets (or cannot be read: then too). It
+// reads the section through once, keeping nothing.
+func (x *dwarfIndex) anyOffsetForms() bool {
+	var pending []byte
+	found := errors.New("found")
+	err := x.sec.abbrev.chunks(func(b []byte) error {
+		pending = append(pending, b...)
+		off := 0
+		for off < len(pending) {
+			end, offsets, ok := abbrevTableEnd(pending[off:])
+			if !ok {
+				break // the table goes on in the next piece
+			}
+			if offsets {
+				return found
+			}
+			off += end
+		}
+		pending = append(pending[:0], pending[off:]...)
+		return nil
+	})
+	return err != nil || len(pending) > 0
+}
+
+// activateRest makes every unit not active yet active, in section order
+// after the others. x.mu is held.
+func (x *dwarfIndex) activateRest() error {
+	for {
+		more, err := x.scanNext()
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+	}
+	for i := range x.bounds {
+		if !x.bounds[i].active {
+			if err := x.copyUnit(i); err != nil {
+				return err
+			}
+		}
+	}
+	x.allActive = true
+	return nil
+}
+
+// copyUnit appends unit i and its abbreviation table to the compact copy.
+// x.mu is held.
+func (x *dwarfIndex) copyUnit(i int) error {
+	b := &x.bounds[i]
+	table, offsets, err := x.abbrevTable(b.abbrev)
+	if err != nil {
+		return err
+	}
+	if offsets && !x.full {
+		// anyOffsetForms said no: the section changed under us.
+		return fmt.Errorf("unit at %#x: references by .debug_info offset", b.hdr)
+	}
+	body, err := x.sec.info.read(int(b.hdr), int(b.end-b.hdr))
+	if err != nil {
+		return err
+	}
+	if len(body) != int(b.end-b.hdr) {
+		return fmt.Errorf(".debug_info at %#x: unit cut short", b.hdr)
+	}
+	if x.tableAt == nil {
+		x.tableAt = map[uint64]uint64{}
+	}
+	at, ok := x.tableAt[b.abbrev]
+	if !ok {
+		at = uint64(len(x.cabbrev))
+		x.cabbrev = append(x.cabbrev, table...)
+		x.tableAt[b.abbrev] = at
+	}
+	start := len(x.cinfo)
+	x.cinfo = append(x.cinfo, body...)
+	f := x.cinfo[start+b.abbrevAt:]
+	if b.offSize == 8 {
+		x.order.PutUint64(f, at)
+	} else {
+		x.order.PutUint32(f, uint32(at))
+	}
+	delta := dwarf.Offset(start) - b.hdr
+	b.active, b.cfirst, b.cend = true, b.first+delta, b.end+delta
+	x.active = append(x.active, i)
+	return nil
+}
+
+// activateAll reads every unit, in section order, and makes all active:
+// the compact copy is then .debug_info itself. No unit is active yet.
+// x.mu is held.
+func (x *dwarfIndex) activateAll() error {
+	x.full = true
+	if err := x.activateRest(); err != nil {
+		return err
+	}
+	all := make([]int, len(x.bounds))
+	for i := range all {
+		all[i] = i
+	}
+	if err := x.newData(); err != nil {
+		return err
+	}
+	if err := x.readUnits(all); err != nil {
+		return err
+	}
+	if !x.byAranges {
+		x.rangesOfAll()
+	}
+	return nil
+}
+
+// readUnits reads the own entries of units not read yet. x.mu is held.
+func (x *dwarfIndex) readUnits(idx []int) error {
 	d := x.data.get()
 	for _, i := range idx {
 		b := &x.bounds[i]
-		if b.read || b.first >= b.end {
+		if b.read || b.cfirst >= b.cend {
 			continue
 		}
 		u, err := x.readUnit(d, *b)
@@ -422,50 +497,21 @@ func (x *dwarfIndex) activate(idx []int) error {
 	return nil
 }
 
-// maxActiveUnits is how many units are made readable one by one before
-// all of them are.
-const maxActiveUnits = 48
-
-// activateAll reads all of .debug_info and .debug_abbrev and makes every
-// unit readable. x.mu is held.
-func (x *dwarfIndex) activateAll() error {
-	x.sec.abbrev.prefetch(x.sec.abbrev.len())
-	x.sec.line.prefetch(x.sec.line.len())
-	for {
-		more, err := x.scanNext()
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
-	}
-	if _, err := x.sec.abbrev.all(); err != nil {
-		return err
-	}
-	for i := range x.bounds {
-		if b := &x.bounds[i]; !b.active {
-			b.active = true
-			x.nActive++
-		}
-	}
-	x.allActive, x.stale = true, true
-	return nil
-}
-
-// newData makes the *dwarf.Data over every unit scanned. x.mu is held.
+// newData makes the *dwarf.Data over the compact copy. x.mu is held.
 func (x *dwarfIndex) newData() error {
 	ds := x.sec
-	firsts := x.disguise()
+	if err := ds.whole(); err != nil {
+		return err
+	}
 	str, _ := ds.str.all()
 	ranges, _ := ds.ranges.all()
-	d, err := dwarf.New(ds.abbrev.withSentinel(), nil, nil, ds.info.avail()[:x.scanned], nil, nil, ranges, str)
+	d, err := dwarf.New(x.cabbrev, nil, nil, x.cinfo, nil, nil, ranges, str)
 	if err != nil {
 		return fmt.Errorf("dwarf: %w", err)
 	}
 	for _, s := range []struct {
 		name string
-		sec  *section
+		sec  *stream
 	}{
 		{".debug_addr", ds.addr}, {".debug_line_str", ds.lineStr},
 		{".debug_str_offsets", ds.strOffsets}, {".debug_rnglists", ds.rngLists},
@@ -481,53 +527,83 @@ func (x *dwarfIndex) newData() error {
 	// first seek into it and stores them: do that here, before the Data is
 	// shared, so that concurrent readers only read.
 	r := d.Reader()
-	for _, off := range firsts {
-		r.Seek(off)
+	for _, i := range x.active {
+		r.Seek(x.bounds[i].cfirst)
 	}
 	x.data.p.Store(d)
-	x.stale = false
 	return nil
 }
 
-// needAbbrevTable reads .debug_abbrev up to the end of the table at off.
-func (x *dwarfIndex) needAbbrevTable(off uint64) error {
+// abbrevTable returns the abbreviation table at off, read through its end,
+// and whether its forms hold .debug_info offsets.
+func (x *dwarfIndex) abbrevTable(off uint64) ([]byte, bool, error) {
 	s := x.sec.abbrev
 	if s == nil || off >= uint64(s.len()) {
-		return nil // debug/dwarf reports it
+		return nil, false, fmt.Errorf("abbreviation table at %#x: out of range", off)
 	}
-	need := int(off) + 4096
-	for {
-		b, err := s.ensure(need)
+	for n := 1024; ; n *= 4 {
+		b, err := s.read(int(off), n)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		if abbrevTableComplete(b, int(off)) || len(b) >= s.len() {
-			return nil
+		if end, offsets, ok := abbrevTableEnd(b); ok {
+			return b[:end], offsets, nil
 		}
-		need = len(b) + max(len(b)-int(off), 4096)
+		if len(b) < n {
+			return nil, false, fmt.Errorf("abbreviation table at %#x: cut short", off)
+		}
 	}
 }
 
-// abbrevTableComplete reports whether b holds the whole table at off.
-func abbrevTableComplete(b []byte, off int) bool {
-	c := &cursor{b: b, off: off}
-	for {
-		if c.uleb() == 0 {
-			return c.err == nil
+// abbrevTableEnd returns the length of the table b starts with, and whether
+// it uses forms holding .debug_info offsets (or forms given in the data);
+// false when b holds only part of it. (A loop of its own rather than a
+// cursor: every table of a big file goes through it.)
+func abbrevTableEnd(b []byte) (end int, offsets, ok bool) {
+	i := 0
+	uleb := func() (uint64, bool) {
+		var v uint64
+		for shift := uint(0); i < len(b); shift += 7 {
+			c := b[i]
+			i++
+			if shift < 64 {
+				v |= uint64(c&0x7f) << shift
+			}
+			if c&0x80 == 0 {
+				return v, true
+			}
 		}
-		c.uleb() // tag
-		c.u8()   // children
-		for c.err == nil {
-			attr, form := c.uleb(), c.uleb()
-			if form == 0x21 { // DW_FORM_implicit_const
-				c.sleb()
+		return 0, false
+	}
+	for {
+		code, ok := uleb()
+		if !ok {
+			return 0, false, false
+		}
+		if code == 0 {
+			return i, offsets, true
+		}
+		if _, ok := uleb(); !ok || i >= len(b) { // tag, then the children byte
+			return 0, false, false
+		}
+		i++
+		for {
+			attr, ok1 := uleb()
+			form, ok2 := uleb()
+			if !ok1 || !ok2 {
+				return 0, false, false
+			}
+			switch form {
+			case 0x21: // DW_FORM_implicit_const: its value follows
+				if _, ok := uleb(); !ok {
+					return 0, false, false
+				}
+			case 0x10, 0x16, 0x1f20: // DW_FORM_ref_addr, DW_FORM_indirect, DW_FORM_GNU_ref_alt
+				offsets = true
 			}
 			if attr == 0 && form == 0 {
 				break
 			}
-		}
-		if c.err != nil {
-			return false
 		}
 	}
 }
@@ -536,18 +612,19 @@ func abbrevTableComplete(b []byte, off int) bool {
 // partial units.
 func (x *dwarfIndex) readUnit(d *dwarf.Data, b unitBounds) (*unit, error) {
 	r := d.Reader()
-	r.Seek(b.first)
+	r.Seek(b.cfirst)
 	e, err := r.Next()
 	if err != nil {
 		return nil, fmt.Errorf("unit at %#x: %w", b.first, err)
 	}
-	if e == nil || e.Offset != b.first {
+	if e == nil || e.Offset != b.cfirst {
 		return nil, fmt.Errorf("unit at %#x: no entry", b.first)
 	}
 	if e.Tag != dwarf.TagCompileUnit && e.Tag != dwarf.TagPartialUnit {
 		return nil, nil
 	}
-	u := &unit{bounds: b, stmtList: -1, addrSize: r.AddressSize()}
+	// The unit's bounds, for the readers of data, are those in the copy.
+	u := &unit{bounds: unitBounds{hdr: b.hdr, first: b.cfirst, end: b.cend}, stmtList: -1, addrSize: r.AddressSize()}
 	u.name, _ = e.Val(dwarf.AttrName).(string)
 	u.compDir, _ = e.Val(dwarf.AttrCompDir).(string)
 	if len(u.name) > maxSymbolName || len(u.compDir) > maxSymbolName || !x.names.take(len(u.name)+len(u.compDir)) {
@@ -626,10 +703,6 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 		if k > 0 && h == hdrs[k-1] {
 			continue
 		}
-		if x.scanned <= int(h) {
-			x.sec.abbrev.prefetch(int(float64(h)/float64(x.sec.info.len())*float64(x.sec.abbrev.len())) + 64<<10)
-			x.sec.line.prefetch(int(float64(h)/float64(x.sec.info.len())*float64(x.sec.line.len())) + 64<<10)
-		}
 		if err := x.scanThrough(h); err != nil {
 			return nil, err
 		}
@@ -639,6 +712,11 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 	}
 	if err := x.activate(idx); err != nil {
 		return nil, err
+	}
+	if !x.byAranges { // tables need the file's offsets: every unit was read instead
+		x.mu.Unlock()
+		defer x.mu.Lock()
+		return x.unitFor(pc)
 	}
 	var u *unit
 	var size uint64
@@ -656,25 +734,20 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 	return u, nil
 }
 
-// unitAt returns the unit holding the DIE at off, made readable; nil when
-// off is in no compile unit.
+// unitAt returns the unit holding the DIE at off (an offset in the compact
+// copy, as every offset data gives), nil when no active unit holds it.
 func (x *dwarfIndex) unitAt(off dwarf.Offset) *unit {
-	if x.index() != nil {
-		return nil
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if x.scanThrough(off) != nil {
+	k := sort.Search(len(x.active), func(k int) bool { return x.bounds[x.active[k]].cend > off })
+	if k == len(x.active) {
 		return nil
 	}
-	i := x.boundsIndex(off)
-	if i < 0 || off < x.bounds[i].first {
+	b := &x.bounds[x.active[k]]
+	if off < b.cfirst {
 		return nil
 	}
-	if x.activate([]int{i}) != nil {
-		return nil
-	}
-	return x.bounds[i].u
+	return b.u
 }
 
 // stateOf builds (once) and returns the unit's lines and functions.
@@ -688,31 +761,32 @@ func (x *dwarfIndex) stateOf(u *unit) (*unitState, error) {
 	return u.state, u.err
 }
 
-// lineEnv returns what the unit's line program needs, with .debug_line read
-// through the end of that program.
+// lineEnv returns what the unit's line program needs, with the program
+// read from .debug_line (env.line starts at its offset).
 func (x *dwarfIndex) lineEnv(u *unit) (*lineEnv, error) {
 	if err := x.sec.whole(); err != nil {
 		return nil, err
 	}
-	line, err := x.sec.line.ensure(int(min(u.stmtList, int64(x.sec.line.len()))) + 12)
+	off := int(min(u.stmtList, int64(x.sec.line.len())))
+	line, err := x.sec.line.read(off, 12)
 	if err != nil {
 		return nil, err
 	}
-	if off := int(u.stmtList); off+4 <= len(line) {
-		n := uint64(x.order.Uint32(line[off:]))
+	if len(line) >= 4 {
+		n := uint64(x.order.Uint32(line))
 		hdr := 4
-		if n == 0xffffffff && off+12 <= len(line) {
-			n, hdr = x.order.Uint64(line[off+4:]), 12
+		if n == 0xffffffff && len(line) >= 12 {
+			n, hdr = x.order.Uint64(line[4:]), 12
 		}
 		if n < uint64(x.sec.line.len()) {
-			if line, err = x.sec.line.ensure(off + hdr + int(n)); err != nil {
+			if line, err = x.sec.line.read(off, hdr+int(n)); err != nil {
 				return nil, err
 			}
 		}
 	}
 	strOffsets, _ := x.sec.strOffsets.all()
 	return &lineEnv{
-		line: line, lineStr: x.sec.lineStrS, str: x.sec.strS, strOffsets: strOffsets,
+		line: line, lineBase: uint64(off), lineStr: x.sec.lineStrS, str: x.sec.strS, strOffsets: strOffsets,
 		order: x.order, names: x.names, compDir: u.compDir, strOffsetsBase: u.strOffsetsBase, cuAddrSize: u.addrSize,
 	}, nil
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"meta-memfault-go/internal/elfcore"
 	"os"
+	"slices"
 )
 
 // ErrNoSymbol is returned by Lookup when neither DWARF nor a symbol table
@@ -132,6 +133,31 @@ func (f *File) Lookup(addr uint64) ([]Frame, error) {
 		return []Frame{fr}, nil
 	}
 	return nil, ErrNoSymbol
+}
+
+// Prefetch prepares lookups of addrs: the DWARF units covering them are read
+// and indexed now, in address order, which is (nearly always) their order
+// in the file, so that reading them goes forward through each section once
+// (a compressed section read backwards is inflated again from a checkpoint).
+// Errors are left to Lookup.
+func (f *File) Prefetch(addrs []uint64) {
+	if f.dw == nil || len(addrs) == 0 {
+		return
+	}
+	sorted := slices.Clone(addrs)
+	slices.Sort(sorted)
+	var units []*unit
+	for i, a := range sorted {
+		if i > 0 && a == sorted[i-1] {
+			continue
+		}
+		if u, err := f.dw.unitFor(a); err == nil && u != nil && (len(units) == 0 || units[len(units)-1] != u) {
+			units = append(units, u)
+		}
+	}
+	for _, u := range units {
+		f.dw.stateOf(u)
+	}
 }
 
 func (f *File) unitFrames(u *unit, st *unitState, addr uint64) ([]Frame, error) {

@@ -1,21 +1,25 @@
 package symbolize
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash"
 	"hash/adler32"
 	"io"
 )
 
-// inflater decodes one zlib stream (RFC 1950/1951) into a flat buffer that
-// holds the whole output, on demand: fill decodes whole deflate blocks until
-// a wanted length is reached and can be called again to go on. The output
-// buffer is the history window, so nothing is copied out of a window, and
-// the hot loop reads 8 input bytes and writes 8 output bytes at a time.
-// This is what makes cold lookups in big compressed debug files fast: most
-// of their time is inflating the front of .debug_info. The adler-32 of the
-// output is checked when the stream ends.
+// inflater decodes one zlib stream (RFC 1950/1951), forward and on demand:
+// fill decodes whole deflate blocks until a wanted stream offset is reached
+// and can be called again to go on. out holds the stream's bytes from
+// offset base: the history the matches copy from (at least the last 32 KiB,
+// see slide) and what fill just decoded. Matches copy within out, so
+// nothing is copied out of a separate window, and the hot loop reads 8
+// input bytes and writes 8 output bytes at a time. The adler-32 of the
+// output is checked when the stream ends (unless the inflater was started
+// from a checkpoint, mid-stream). A checkpoint (see save) lets another
+// inflater start at a block boundary of this one, later.
 //
 // Input is untrusted: every table, length and distance is checked, and an
 // invalid stream is an error, never a panic.
@@ -31,16 +35,23 @@ type inflater struct {
 	nbits uint   // valid bits in bits
 	over  int    // zero bytes fed past the end of the input
 
-	out  []byte // len(out) is the declared size
-	o    int    // bytes of out decoded
-	last bool   // the final block was decoded
-	done bool   // the stream ended and its checksum matched
+	size   int    // declared size of the whole output
+	out    []byte // stream bytes from base; grows as needed
+	base   int
+	o      int  // bytes of out decoded
+	last   bool // the final block was decoded
+	done   bool // the stream ended (and its checksum matched)
+	sum    hash.Hash32
+	summed int // out[:summed] is in sum (nil sum: not checked)
 
 	started         bool
 	lit, dist       huffTable
 	litBuf, distBuf []uint32 // tables of dynamic blocks (lit and dist point at them or at the fixed ones)
 	lens            [maxLitLen + maxDist]uint8
 }
+
+// window is how far back a deflate match reaches.
+const window = 32 << 10
 
 const (
 	maxLitLen  = 288
@@ -96,9 +107,89 @@ var (
 	precodeOrd  = [19]uint8{16, 17, 18, 0, 8, 7, 9, 6, 10, 5, 11, 4, 12, 3, 13, 2, 14, 1, 15}
 )
 
-// newInflater prepares to inflate the n-byte zlib stream at off of src into out.
-func newInflater(src io.ReaderAt, off, n int64, out []byte) *inflater {
-	return &inflater{src: src, srcOff: off, srcEnd: off + n, out: out}
+// newInflater prepares to inflate the n-byte zlib stream at off of src,
+// which declares size bytes.
+func newInflater(src io.ReaderAt, off, n int64, size int) *inflater {
+	return &inflater{src: src, srcOff: off, srcEnd: off + n, size: size, sum: adler32.New()}
+}
+
+// checkpoint is an inflater's state at a block boundary.
+type checkpoint struct {
+	pos     int    // stream offset
+	history []byte // the window before pos
+	inOff   int64  // offset in src of the first input byte not in bits
+	bits    uint64
+	nbits   uint
+	last    bool
+}
+
+// save returns the state to start another inflater from, or false when
+// there is none to take (mid-stream errors, input padded past its end).
+func (z *inflater) save() (checkpoint, bool) {
+	if !z.started || z.over > 0 || z.done {
+		return checkpoint{}, false
+	}
+	h := max(z.o-window, 0)
+	return checkpoint{
+		pos:     z.base + z.o,
+		history: bytes.Clone(z.out[h:z.o]),
+		inOff:   z.srcOff - int64(len(z.in)-z.pos),
+		bits:    z.bits & (1<<z.nbits - 1), // the bits above were read ahead from in[pos:]
+		nbits:   z.nbits,
+		last:    z.last,
+	}, true
+}
+
+// resume returns an inflater that goes on from c, reusing the buffers of
+// spare (when not nil). Its output is not checksummed: it did not see the
+// start of the stream.
+func (z *inflater) resume(c checkpoint, spare *inflater) *inflater {
+	var out, in []byte
+	if spare != nil {
+		out, in = spare.out, spare.in[:0]
+	}
+	if len(out) < len(c.history)+fastOutGap {
+		out = make([]byte, len(c.history)+256<<10)
+	}
+	copy(out, c.history)
+	return &inflater{src: z.src, srcOff: c.inOff, srcEnd: z.srcEnd, in: in, bits: c.bits, nbits: c.nbits,
+		size: z.size, out: out, base: c.pos - len(c.history), o: len(c.history), last: c.last, started: true}
+}
+
+// slide drops the output before stream offset keep (or before the last
+// window, whichever is earlier), keeping the buffer's storage.
+func (z *inflater) slide(keep int) {
+	from := min(keep, z.base+z.o-window) - z.base
+	if from <= 0 {
+		return
+	}
+	if z.sum != nil {
+		z.sum.Write(z.out[z.summed:z.o])
+		z.summed = z.o
+	}
+	n := copy(z.out, z.out[from:z.o])
+	z.base += from
+	z.o = n
+	z.summed = n
+}
+
+// bytesAt returns the decoded bytes [off, off+n) (within out).
+func (z *inflater) bytesAt(off, n int) []byte {
+	if off < z.base || off+n > z.base+z.o {
+		return nil
+	}
+	return z.out[off-z.base : off-z.base+n]
+}
+
+// grow makes room for n more bytes of output.
+func (z *inflater) grow(n int) {
+	if z.o+n+fastOutGap <= len(z.out) {
+		return
+	}
+	c := max(2*len(z.out), z.o+n+fastOutGap, 64<<10)
+	out := make([]byte, c)
+	copy(out, z.out[:z.o])
+	z.out = out
 }
 
 // readMore appends up to inChunk input bytes; false at the end of the input.
@@ -169,34 +260,31 @@ func (z *inflater) header() error {
 	return nil
 }
 
-// fill decodes blocks until at least want bytes of output exist, or, when
-// want is past the declared size, to the end of the stream, whose checksum
-// it then checks (over out as it is then: its owner must have undone its
-// changes, see section.patch). It returns the output length.
-func (z *inflater) fill(want int) (int, error) {
+// fill decodes blocks until the output reaches stream offset want, or,
+// when want is past the declared size, to the end of the stream, whose
+// length and checksum it then checks.
+func (z *inflater) fill(want int) error {
 	if !z.started {
 		z.started = true
 		if err := z.header(); err != nil {
-			return 0, err
+			return err
 		}
 	}
-	for !z.last && (z.o < want || want > len(z.out)) {
+	for !z.last && (z.base+z.o < want || want > z.size) {
 		if err := z.block(); err != nil {
-			return z.o, err
+			return err
 		}
 	}
-	if z.last && !z.done && (want > len(z.out) || z.o < want) {
-		if err := z.trailer(); err != nil {
-			return z.o, err
-		}
+	if z.last && !z.done && (want > z.size || z.base+z.o < want) {
+		return z.trailer()
 	}
-	return z.o, nil
+	return nil
 }
 
 // trailer checks the stream's end: the declared size reached, then the adler-32.
 func (z *inflater) trailer() error {
-	if z.o != len(z.out) {
-		return fmt.Errorf("decompressed %#x bytes, header says %#x", z.o, len(z.out))
+	if n := z.base + z.o; n != z.size {
+		return fmt.Errorf("decompressed %#x bytes, header says %#x", n, z.size)
 	}
 	z.take(z.nbits % 8)
 	if err := z.need(32); err != nil {
@@ -206,8 +294,12 @@ func (z *inflater) trailer() error {
 	if z.overrun() {
 		return errShortInput
 	}
-	if sum != adler32.Checksum(z.out) {
-		return errChecksum
+	if z.sum != nil {
+		z.sum.Write(z.out[z.summed:z.o])
+		z.summed = z.o
+		if sum != z.sum.Sum32() {
+			return errChecksum
+		}
 	}
 	z.done = true
 	z.in = nil
@@ -252,10 +344,11 @@ func (z *inflater) stored() error {
 	}
 	// Bytes still in the bit buffer come first; then the bits beyond those
 	// (read ahead from in[pos:]) are stale.
+	if z.base+z.o+int(n) > z.size {
+		return errLonger
+	}
+	z.grow(int(n))
 	for ; n > 0 && z.nbits >= 8; n-- {
-		if z.o >= len(z.out) {
-			return errLonger
-		}
 		z.out[z.o] = byte(z.take(8))
 		z.o++
 	}
@@ -273,9 +366,6 @@ func (z *inflater) stored() error {
 			}
 		}
 		k := min(int(n), len(z.in)-z.pos)
-		if k > len(z.out)-z.o {
-			return errLonger
-		}
 		copy(z.out[z.o:], z.in[z.pos:z.pos+k])
 		z.o += k
 		z.pos += k
@@ -524,13 +614,14 @@ func (z *inflater) huffmanBlock() error {
 	lit, dist := z.lit.t, z.dist.t
 	litMask, distMask := uint64(1)<<z.lit.primary-1, uint64(1)<<z.dist.primary-1
 	litPrimary, distPrimary := z.lit.primary, z.dist.primary
-	out := z.out
 	for {
-		// Fast path: 8 input bytes and room for a longest match plus a word.
-		in, pos, o := z.in, z.pos, z.o
+		// Fast path: 8 input bytes, and room for a longest match plus a word
+		// in out and for a longest match before the declared size.
+		out, in, pos, o := z.out, z.in, z.pos, z.o
+		fastEnd := min(len(out)-fastOutGap, z.size-z.base-258)
 		bits, nbits := z.bits, z.nbits
 		var err error
-		for pos+8 <= len(in) && o+fastOutGap <= len(out) {
+		for pos+8 <= len(in) && o <= fastEnd {
 			// Shift counts are masked to 63 so that the compiler needs no
 			// check for counts of 64 or more; none of them reaches 64.
 			bits |= binary.LittleEndian.Uint64(in[pos:]) << (nbits & 63)
@@ -636,9 +727,10 @@ func (z *inflater) slowSymbol() error {
 	}
 	switch e & kindMask {
 	case kLiteral:
-		if z.o >= len(z.out) {
+		if z.base+z.o >= z.size {
 			return errLonger
 		}
+		z.grow(1)
 		z.out[z.o] = byte(e >> 16)
 		z.o++
 		return nil
@@ -665,9 +757,10 @@ func (z *inflater) slowSymbol() error {
 	if distance > z.o {
 		return errTooFar
 	}
-	if length > len(z.out)-z.o {
+	if z.base+z.o+length > z.size {
 		return errLonger
 	}
+	z.grow(length)
 	for k := 0; k < length; k++ {
 		z.out[z.o+k] = z.out[z.o-distance+k]
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"compress/flate"
 	"compress/zlib"
+	"fmt"
 	"io"
 	"math/rand"
 	"os"
@@ -24,23 +25,48 @@ func zlibOf(t testing.TB, data []byte, level int) []byte {
 	return b.Bytes()
 }
 
-// inflateAll decodes stream with the inflater, asking for random amounts.
+// inflateAll decodes stream with the inflater, asking for random amounts;
+// with slide, keeping only the window and collecting the output as it goes,
+// and taking checkpoints that must give the same bytes when resumed.
 func inflateAll(stream []byte, size int, rng *rand.Rand) ([]byte, error) {
-	out := make([]byte, size)
-	z := newInflater(bytes.NewReader(stream), 0, int64(len(stream)), out)
+	z := newInflater(bytes.NewReader(stream), 0, int64(len(stream)), size)
+	var got []byte
+	var cps []checkpoint
 	for {
 		want := size + 1
 		if rng != nil && rng.Intn(3) > 0 {
 			want = rng.Intn(size + 1)
 		}
-		n, err := z.fill(want)
-		if err != nil {
+		if rng != nil {
+			z.slide(len(got))
+		}
+		if err := z.fill(want); err != nil {
 			return nil, err
 		}
+		if rng != nil {
+			got = append(got, z.bytesAt(len(got), z.base+z.o-len(got))...)
+			if c, ok := z.save(); ok && rng.Intn(4) == 0 {
+				cps = append(cps, c)
+			}
+		}
 		if want > size {
-			return out[:n], nil
+			break
 		}
 	}
+	if rng == nil {
+		return z.out[:z.o], nil
+	}
+	for _, c := range cps {
+		r := z.resume(c, nil)
+		end := min(c.pos+100000, size)
+		if err := r.fill(end); err != nil {
+			return nil, fmt.Errorf("resumed at %#x: %w", c.pos, err)
+		}
+		if b := r.bytesAt(c.pos, end-c.pos); !bytes.Equal(b, got[c.pos:end]) {
+			return nil, fmt.Errorf("resumed at %#x: different bytes", c.pos)
+		}
+	}
+	return got, nil
 }
 
 func testInputs(t *testing.T) map[string][]byte {
@@ -139,9 +165,8 @@ func BenchmarkInflate(b *testing.B) {
 	f, err := Open(debug)
 	require.NoError(b, err)
 	defer f.Close()
-	// The compressed .debug_info, from its section.
-	s := f.dw.sec.info
-	all, err := s.all()
+	// .debug_info, recompressed.
+	all, err := f.dw.sec.info.all()
 	require.NoError(b, err)
 	stream := zlibOf(b, all, flate.DefaultCompression)
 	b.SetBytes(int64(len(all)))

@@ -64,7 +64,7 @@ func TestLazyIndexMatchesFull(t *testing.T) {
 			require.Greater(t, dwarfFrames, len(addrs)/2, "most addresses have DWARF")
 			require.True(t, lazy.dw.byAranges)
 			require.False(t, full.dw.byAranges)
-			t.Logf("%d addresses, %d with DWARF; .debug_info read: lazy %d of %d bytes", len(addrs), dwarfFrames, lazy.dw.sec.info.done.Load(), lazy.dw.sec.info.len())
+			t.Logf("%d addresses, %d with DWARF; .debug_info read: lazy %d of %d bytes", len(addrs), dwarfFrames, lazy.dw.sec.info.through(), lazy.dw.sec.info.len())
 		})
 	}
 }
@@ -114,5 +114,68 @@ func TestLazyConcurrent(t *testing.T) {
 	close(errs)
 	for e := range errs {
 		t.Error(e)
+	}
+}
+
+// TestLazyIndexSmallFiles runs the lazy index on small programs, lookups at
+// every instruction address in random order against indexing every unit:
+// units found through .debug_aranges and copied one by one, and, with LTO
+// (DW_FORM_ref_addr between units), every unit read in order.
+func TestLazyIndexSmallFiles(t *testing.T) {
+	needTool(t, "gcc")
+	dir := t.TempDir()
+	srcs := map[string]string{
+		"a.c": "static inline int sq(int x) { return x * x; }\nint helper(int x);\nint other(int x);\n" +
+			"int main(int argc, char **argv) { return helper(argc) + sq(argc) + other(argc); }\n",
+		"b.c": "static inline int twice(int x) { return x + x; }\n__attribute__((noinline)) int helper(int x) { return twice(x) * 3; }\n",
+		"c.c": "static inline int thrice(int x) { return x * 3; }\n__attribute__((noinline)) int other(int x) { return thrice(x) - 1; }\n",
+	}
+	for name, src := range srcs {
+		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(src), 0o644))
+	}
+	defer func(v int) { eagerIndexBytes = v }(eagerIndexBytes)
+	eagerIndexBytes = 0
+	for _, tc := range []struct {
+		name  string
+		flags []string
+		full  bool // the lazy index ends up reading every unit in order
+	}{
+		{"O2", []string{"-O2", "-g"}, false},
+		{"O2-gz", []string{"-O2", "-g", "-gz=zlib"}, false},
+		{"lto", []string{"-O2", "-g", "-flto"}, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			bin := filepath.Join(dir, tc.name)
+			run(t, dir, "gcc", append(tc.flags, "-o", bin, "a.c", "b.c", "c.c")...)
+			lazy, err := Open(bin)
+			require.NoError(t, err)
+			defer lazy.Close()
+			full, err := Open(bin)
+			require.NoError(t, err)
+			defer full.Close()
+			full.dw.noAranges = true
+			ef, err := elf.Open(bin)
+			require.NoError(t, err)
+			defer ef.Close()
+			text := ef.Section(".text")
+			var addrs []uint64
+			for a := text.Addr; a < text.Addr+text.Size; a++ {
+				addrs = append(addrs, a)
+			}
+			rand.New(rand.NewSource(4)).Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+			withDWARF := 0
+			for _, a := range addrs {
+				fl, errL := lazy.Lookup(a)
+				ff, errF := full.Lookup(a)
+				require.Equal(t, errF, errL, "error at %#x", a)
+				require.Equal(t, ff, fl, "frames at %#x", a)
+				if len(fl) > 0 && !fl[len(fl)-1].FromSymtab {
+					withDWARF++
+				}
+			}
+			require.Greater(t, withDWARF, 20, "addresses in main, helper and other")
+			require.Equal(t, !tc.full, lazy.dw.byAranges, "found units through .debug_aranges")
+			require.Equal(t, tc.full, lazy.dw.full, "read every unit in order")
+		})
 	}
 }

@@ -69,6 +69,7 @@ const (
 // lineEnv is what the header needs from the rest of the file.
 type lineEnv struct {
 	line, strOffsets []byte
+	lineBase         uint64 // offset of line[0] in .debug_line
 	lineStr, str     string
 	order            binary.ByteOrder
 	names            *budget // for the paths built
@@ -81,10 +82,10 @@ type lineEnv struct {
 // Every count is checked against the bytes that remain before anything is
 // allocated for it, and rows are bounded by the program's length.
 func readLineProgram(env *lineEnv, off uint64) (*lineHeader, []lineRow, error) {
-	if off >= uint64(len(env.line)) {
+	if off < env.lineBase || off-env.lineBase >= uint64(len(env.line)) {
 		return nil, nil, fmt.Errorf(".debug_line offset %#x out of range", off)
 	}
-	c := &cursor{b: env.line[off:], order: env.order, what: ".debug_line", base: int(off)}
+	c := &cursor{b: env.line[off-env.lineBase:], order: env.order, what: ".debug_line", base: int(off)}
 	h := &lineHeader{offSize: 4}
 	unitLen := uint64(c.u32())
 	if unitLen == 0xffffffff {
