@@ -168,6 +168,17 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	}
 	set := unwind.NewModuleSet(mods)
 
+	// Every thread is unwound first, so that each symbol file learns all the addresses it
+	// is asked about before the first lookup (see symbolize.File.Prefetch).
+	walks := make([]unwind.Result, len(proc.Threads))
+	for ti, th := range proc.Threads {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		walks[ti] = unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{})
+	}
+	prefetchSymbols(walks, set, symsByModule, core.Header.Machine)
+
 	missing := map[string]bool{}
 	for ti, th := range proc.Threads {
 		if err := ctx.Err(); err != nil {
@@ -177,7 +188,7 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		for i, name := range proc.Arch.Regs {
 			t.Registers = append(t.Registers, Register{Name: name, Value: fmt.Sprintf("%#x", th.Regs[i])})
 		}
-		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{})
+		res := walks[ti]
 		t.Stop = res.Stop
 		for fi, fr := range res.Frames {
 			t.Frames = append(t.Frames, symbolizeFrame(fi, fr, set, symsByModule, core.Header.Machine, missing)...)
@@ -208,6 +219,31 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	fp := g.Fingerprint(tr.Signal, gf)
 	tr.Fingerprint, tr.FingerprintKey = fp.Frames, fp.Keys
 	return &Analysis{Trace: tr, Fingerprint: fp, Title: title(tr, fp)}, nil
+}
+
+// prefetchSymbols tells each module's symbol file the addresses its frames will look up.
+func prefetchSymbols(walks []unwind.Result, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine) {
+	addrs := map[*symbolize.File][]uint64{}
+	for _, res := range walks {
+		for fi, fr := range res.Frames {
+			pc := fr.PC
+			if machine == elf.EM_ARM {
+				pc &^= 1
+			}
+			m := set.ModuleAt(pc)
+			if m == nil || syms[m] == nil || syms[m].Sym == nil {
+				continue
+			}
+			link := pc - m.Bias
+			if fi > 0 && fr.Method != unwind.Method("context") && link > 0 {
+				link-- // as symbolizeFrame looks it up
+			}
+			addrs[syms[m].Sym] = append(addrs[syms[m].Sym], link)
+		}
+	}
+	for f, a := range addrs {
+		f.Prefetch(a)
+	}
 }
 
 // symbolizeFrame turns one unwound frame into trace frames: the inlined calls at its pc, then
