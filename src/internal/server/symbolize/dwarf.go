@@ -394,6 +394,14 @@ func (x *dwarfIndex) anyOffsetForms() bool {
 // activateRest makes every unit not active yet active, in section order
 // after the others. x.mu is held.
 func (x *dwarfIndex) activateRest() error {
+	for i := range x.bounds {
+		if !x.bounds[i].active {
+			if err := x.copyUnit(i); err != nil {
+				return err
+			}
+		}
+	}
+	// Then each unit as soon as its header is read: .debug_info forward.
 	for {
 		more, err := x.scanNext()
 		if err != nil {
@@ -402,12 +410,8 @@ func (x *dwarfIndex) activateRest() error {
 		if !more {
 			break
 		}
-	}
-	for i := range x.bounds {
-		if !x.bounds[i].active {
-			if err := x.copyUnit(i); err != nil {
-				return err
-			}
+		if err := x.copyUnit(len(x.bounds) - 1); err != nil {
+			return err
 		}
 	}
 	x.allActive = true

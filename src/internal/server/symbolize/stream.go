@@ -149,9 +149,16 @@ func (s *stream) inflated(off, n int) ([]byte, error) {
 				c = &s.checkpoints[i]
 			}
 		}
-		if c != nil {
-			z = z.resume(*c, s.spare)
-		} else {
+		// The last inflater resumed goes on when it is at or before off and
+		// no checkpoint is nearer: reads behind the frontier in order go
+		// forward too.
+		sp := s.spare
+		switch {
+		case sp != nil && off >= sp.base && (c == nil || c.pos <= sp.base+sp.o) && !sp.last:
+			z = sp
+		case c != nil:
+			z = z.resume(*c, sp)
+		default:
 			z = newInflater(s.r, s.off, s.zlen, s.size)
 			z.sum = nil // seen once already, by the frontier
 		}
