@@ -63,7 +63,10 @@ type dwarfIndex struct {
 }
 
 // dwarfData reads DIEs of the active units (the latest *dwarf.Data).
-type dwarfData struct{ p atomic.Pointer[dwarf.Data] }
+type dwarfData struct {
+	p atomic.Pointer[dwarf.Data]
+	x *dwarfIndex
+}
 
 func (d *dwarfData) get() *dwarf.Data {
 	if v := d.p.Load(); v != nil {
@@ -75,8 +78,60 @@ func (d *dwarfData) get() *dwarf.Data {
 // Reader returns a reader over every active unit.
 func (d *dwarfData) Reader() *dwarf.Reader { return d.get().Reader() }
 
-// Ranges returns the address ranges of e (see dwarf.Data.Ranges).
-func (d *dwarfData) Ranges(e *dwarf.Entry) ([][2]uint64, error) { return d.get().Ranges(e) }
+// Ranges returns the address ranges of e, as dwarf.Data.Ranges does. For
+// DWARF 2-4 range lists it reads .debug_ranges itself with the unit's base
+// address read once (dwarf.Data.Ranges reads the unit's own entry again at
+// every call: most of the cost of a unit with many inlined calls).
+func (d *dwarfData) Ranges(e *dwarf.Entry) ([][2]uint64, error) {
+	data := d.get()
+	off, ok := e.Val(dwarf.AttrRanges).(int64)
+	if !ok || d.x == nil || e.Tag == dwarf.TagCompileUnit {
+		return data.Ranges(e)
+	}
+	b := d.x.activeUnit(e.Offset)
+	if b == nil || b.version >= 5 {
+		return data.Ranges(e)
+	}
+	var ret [][2]uint64
+	low, lowOK := e.Val(dwarf.AttrLowpc).(uint64)
+	if f := e.AttrField(dwarf.AttrHighpc); f != nil && lowOK {
+		switch v := f.Val.(type) {
+		case uint64:
+			if f.Class == dwarf.ClassAddress {
+				ret = append(ret, [2]uint64{low, v})
+			}
+		case int64:
+			if f.Class == dwarf.ClassConstant {
+				ret = append(ret, [2]uint64{low, low + uint64(v)})
+			}
+		}
+	}
+	ranges, _ := d.x.sec.ranges.all()
+	if ranges == nil {
+		return ret, nil
+	}
+	base, err := d.x.unitBase(data, b)
+	if err != nil {
+		return nil, err
+	}
+	if off < 0 || off > int64(len(ranges)) {
+		return nil, fmt.Errorf("invalid range offset %d (max %d)", off, len(ranges))
+	}
+	c := &cursor{b: ranges, off: int(off), order: d.x.order, what: ".debug_ranges"}
+	top := ^uint64(0) >> (64 - 8*uint(b.addrSize))
+	for c.left() >= 2*b.addrSize {
+		lo, hi := c.uint(b.addrSize), c.uint(b.addrSize)
+		switch {
+		case lo == 0 && hi == 0:
+			return ret, nil
+		case lo == top:
+			base = hi
+		default:
+			ret = append(ret, [2]uint64{base + lo, base + hi})
+		}
+	}
+	return ret, nil
+}
 
 // emptyData has one unit without entries.
 var emptyData = func() *dwarf.Data {
@@ -97,6 +152,10 @@ type unitBounds struct {
 	abbrev   uint64 // the header's abbreviation table offset
 	abbrevAt int    // where that field is, from hdr
 	offSize  int    // 4 or 8 (64-bit DWARF)
+	version  int
+	addrSize int
+
+	base *unitBase // the unit's base address for range lists, once read
 
 	active       bool
 	cfirst, cend dwarf.Offset
@@ -120,6 +179,12 @@ type unit struct {
 	err   error
 }
 
+type unitBase struct {
+	once sync.Once
+	v    uint64
+	err  error
+}
+
 type unitRange struct {
 	lo, hi uint64
 	hdr    dwarf.Offset // header of the unit
@@ -127,6 +192,7 @@ type unitRange struct {
 
 func newDwarfIndex(ds *debugSections, order binary.ByteOrder, atZero bool) (*dwarfIndex, error) {
 	x := &dwarfIndex{sec: ds, order: order, atZero: atZero, names: newBudget(baseNameBudget + 8*ds.loaded)}
+	x.data.x = x
 	if ds.info.len() <= eagerIndexBytes {
 		// Small: index every unit now, so that broken DWARF fails the open.
 		x.indexOnce.Do(func() { x.indexErr = x.buildIndex(false) })
@@ -273,14 +339,15 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 	c.b = b[:min(len(b), end-off)]
 	ub := unitBounds{hdr: dwarf.Offset(off), end: dwarf.Offset(end), offSize: offSize}
 	version := c.u16()
+	ub.version = int(version)
 	switch {
 	case version >= 2 && version <= 4:
 		ub.abbrevAt = c.off
 		ub.abbrev = c.uint(offSize)
-		c.u8() // address size
+		ub.addrSize = int(c.u8())
 	case version == 5:
 		utype := c.u8()
-		c.u8() // address size
+		ub.addrSize = int(c.u8())
 		ub.abbrevAt = c.off
 		ub.abbrev = c.uint(offSize)
 		switch utype {
@@ -296,6 +363,10 @@ func (x *dwarfIndex) scanNext() (bool, error) {
 	if c.err != nil {
 		return false, c.err
 	}
+	if ub.addrSize < 1 || ub.addrSize > 8 {
+		return false, fmt.Errorf(".debug_info at %#x: address size %d", off, ub.addrSize)
+	}
+	ub.base = &unitBase{}
 	ub.first = dwarf.Offset(off + c.off)
 	x.bounds = append(x.bounds, ub)
 	x.scanned = end
@@ -738,6 +809,39 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 	return u, nil
 }
 
+// activeUnit returns the bounds of the active unit holding off (an offset
+// in the compact copy), or nil.
+func (x *dwarfIndex) activeUnit(off dwarf.Offset) *unitBounds {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	k := sort.Search(len(x.active), func(k int) bool { return x.bounds[x.active[k]].cend > off })
+	if k == len(x.active) || off < x.bounds[x.active[k]].cfirst {
+		return nil
+	}
+	b := x.bounds[x.active[k]] // a copy: bounds may grow meanwhile
+	return &b
+}
+
+// unitBase returns the base address of range lists in unit b: its entry
+// pc, else its low pc, else 0 (as dwarf.Data.Ranges takes it).
+func (x *dwarfIndex) unitBase(d *dwarf.Data, b *unitBounds) (uint64, error) {
+	b.base.once.Do(func() {
+		r := d.Reader()
+		r.Seek(b.cfirst)
+		cu, err := r.Next()
+		if err != nil || cu == nil {
+			b.base.err = fmt.Errorf("unit at %#x: %v", b.first, err)
+			return
+		}
+		if v, ok := cu.Val(dwarf.AttrEntrypc).(uint64); ok {
+			b.base.v = v
+		} else if v, ok := cu.Val(dwarf.AttrLowpc).(uint64); ok {
+			b.base.v = v
+		}
+	})
+	return b.base.v, b.base.err
+}
+
 // unitAt returns the unit holding the DIE at off (an offset in the compact
 // copy, as every offset data gives), nil when no active unit holds it.
 func (x *dwarfIndex) unitAt(off dwarf.Offset) *unit {
@@ -798,6 +902,9 @@ func (x *dwarfIndex) lineEnv(u *unit) (*lineEnv, error) {
 // pastEnd reports a read error past the end of u: the reader went on into
 // the next unit, which is not active (see dwarfIndex).
 func pastEnd(err error, u *unit) bool {
+	if err == nil {
+		return false
+	}
 	var de dwarf.DecodeError
 	return errors.As(err, &de) && de.Offset >= u.bounds.end
 }

@@ -1,8 +1,11 @@
 package symbolize
 
 import (
+	"compress/gzip"
+	"debug/dwarf"
 	"debug/elf"
 	"fmt"
+	"io"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -177,5 +180,57 @@ func TestLazyIndexSmallFiles(t *testing.T) {
 			require.Equal(t, !tc.full, lazy.dw.byAranges, "found units through .debug_aranges")
 			require.Equal(t, tc.full, lazy.dw.full, "read every unit in order")
 		})
+	}
+}
+
+// TestRangesMatchDebugDwarf: the DWARF 2-4 range lists read by dwarfData
+// equal dwarf.Data.Ranges for every DIE with DW_AT_ranges.
+func TestRangesMatchDebugDwarf(t *testing.T) {
+	needTool(t, "gcc")
+	dir := t.TempDir()
+	var bins []string
+	for _, v := range []string{"-gdwarf-4", "-gdwarf-3", "-gdwarf-2"} {
+		bins = append(bins, compile(t, dir, "gcc", "inline.c", "prog"+v, v, "-O2"))
+	}
+	// A Go program: DWARF 4 ranges on most inlined calls.
+	if in, err := os.Open("../../../testdata/corpus/go-crash/x86_64/go-crash.gz"); err == nil {
+		zr, err := gzip.NewReader(in)
+		require.NoError(t, err)
+		b, err := io.ReadAll(zr)
+		in.Close()
+		require.NoError(t, err)
+		p := filepath.Join(dir, "go-crash")
+		require.NoError(t, os.WriteFile(p, b, 0o644))
+		bins = append(bins, p)
+	}
+	for _, bin := range bins {
+		f, err := Open(bin)
+		require.NoError(t, err)
+		require.NoError(t, f.dw.index())
+		if !f.dw.full {
+			f.dw.mu.Lock()
+			require.NoError(t, f.dw.activateRest())
+			require.NoError(t, f.dw.newData())
+			f.dw.mu.Unlock()
+		}
+		r := f.dw.data.Reader()
+		n := 0
+		for {
+			e, err := r.Next()
+			require.NoError(t, err)
+			if e == nil {
+				break
+			}
+			if e.Val(dwarf.AttrRanges) == nil {
+				continue
+			}
+			want, werr := f.dw.data.get().Ranges(e)
+			got, gerr := f.dw.data.Ranges(e)
+			require.Equal(t, werr, gerr, "%s: DIE at %#x", bin, e.Offset)
+			require.Equal(t, want, got, "%s: DIE at %#x", bin, e.Offset)
+			n++
+		}
+		t.Logf("%s: %d DIEs with DW_AT_ranges", filepath.Base(bin), n)
+		f.Close()
 	}
 }
