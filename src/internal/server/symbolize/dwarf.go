@@ -88,8 +88,8 @@ func (d *dwarfData) Ranges(e *dwarf.Entry) ([][2]uint64, error) {
 	if !ok || d.x == nil || e.Tag == dwarf.TagCompileUnit {
 		return data.Ranges(e)
 	}
-	b := d.x.activeUnit(e.Offset)
-	if b == nil || b.version >= 5 {
+	b, ok := d.x.activeUnit(e.Offset)
+	if !ok || b.version >= 5 {
 		return data.Ranges(e)
 	}
 	var ret [][2]uint64
@@ -501,12 +501,18 @@ func (x *dwarfIndex) copyUnit(i int) error {
 		// anyOffsetForms said no: the section changed under us.
 		return fmt.Errorf("unit at %#x: references by .debug_info offset", b.hdr)
 	}
-	body, err := x.sec.info.read(int(b.hdr), int(b.end-b.hdr))
-	if err != nil {
-		return err
-	}
-	if len(body) != int(b.end-b.hdr) {
-		return fmt.Errorf(".debug_info at %#x: unit cut short", b.hdr)
+	start := int(b.hdr) // full: the copy is the section
+	if !x.full {
+		start = len(x.cinfo)
+		x.cinfo, err = x.sec.info.appendTo(x.cinfo, int(b.hdr), int(b.end-b.hdr))
+		if err != nil {
+			x.cinfo = x.cinfo[:start]
+			return err
+		}
+		if len(x.cinfo)-start != int(b.end-b.hdr) {
+			x.cinfo = x.cinfo[:start]
+			return fmt.Errorf(".debug_info at %#x: unit cut short", b.hdr)
+		}
 	}
 	if x.tableAt == nil {
 		x.tableAt = map[uint64]uint64{}
@@ -517,8 +523,6 @@ func (x *dwarfIndex) copyUnit(i int) error {
 		x.cabbrev = append(x.cabbrev, table...)
 		x.tableAt[b.abbrev] = at
 	}
-	start := len(x.cinfo)
-	x.cinfo = append(x.cinfo, body...)
 	f := x.cinfo[start+b.abbrevAt:]
 	if b.offSize == 8 {
 		x.order.PutUint64(f, at)
@@ -536,9 +540,31 @@ func (x *dwarfIndex) copyUnit(i int) error {
 // x.mu is held.
 func (x *dwarfIndex) activateAll() error {
 	x.full = true
-	if err := x.activateRest(); err != nil {
+	// The copy is the section itself: read it whole, and give each unit
+	// header the offset of its table in the copy of .debug_abbrev.
+	info, err := x.sec.info.all()
+	if err != nil {
 		return err
 	}
+	x.cinfo = info
+	for i := range x.bounds { // scanned before
+		if err := x.copyUnit(i); err != nil {
+			return err
+		}
+	}
+	for {
+		more, err := x.scanNext()
+		if err != nil {
+			return err
+		}
+		if !more {
+			break
+		}
+		if err := x.copyUnit(len(x.bounds) - 1); err != nil {
+			return err
+		}
+	}
+	x.allActive = true
 	all := make([]int, len(x.bounds))
 	for i := range all {
 		all[i] = i
@@ -809,22 +835,29 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 	return u, nil
 }
 
-// activeUnit returns the bounds of the active unit holding off (an offset
-// in the compact copy), or nil.
-func (x *dwarfIndex) activeUnit(off dwarf.Offset) *unitBounds {
+// activeUnit returns what range lists need of the active unit holding off
+// (an offset in the compact copy); false when none holds it.
+func (x *dwarfIndex) activeUnit(off dwarf.Offset) (activeRef, bool) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	k := sort.Search(len(x.active), func(k int) bool { return x.bounds[x.active[k]].cend > off })
 	if k == len(x.active) || off < x.bounds[x.active[k]].cfirst {
-		return nil
+		return activeRef{}, false
 	}
-	b := x.bounds[x.active[k]] // a copy: bounds may grow meanwhile
-	return &b
+	b := &x.bounds[x.active[k]]
+	return activeRef{first: b.first, cfirst: b.cfirst, version: b.version, addrSize: b.addrSize, base: b.base}, true
+}
+
+// activeRef is what range lists need of an active unit.
+type activeRef struct {
+	first, cfirst     dwarf.Offset
+	version, addrSize int
+	base              *unitBase
 }
 
 // unitBase returns the base address of range lists in unit b: its entry
 // pc, else its low pc, else 0 (as dwarf.Data.Ranges takes it).
-func (x *dwarfIndex) unitBase(d *dwarf.Data, b *unitBounds) (uint64, error) {
+func (x *dwarfIndex) unitBase(d *dwarf.Data, b activeRef) (uint64, error) {
 	b.base.once.Do(func() {
 		r := d.Reader()
 		r.Seek(b.cfirst)

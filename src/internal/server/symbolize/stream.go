@@ -99,11 +99,49 @@ func (s *stream) read(off, n int) ([]byte, error) {
 	return b, nil
 }
 
+// appendTo appends the bytes [off, off+n) of the section (fewer at its end)
+// to dst, without a copy in between.
+func (s *stream) appendTo(dst []byte, off, n int) ([]byte, error) {
+	if s == nil || off < 0 || n < 0 || off >= s.size {
+		return dst, nil
+	}
+	n = min(n, s.size-off)
+	s.mu.Lock()
+	if s.z != nil && s.err == nil && off >= s.z.base {
+		// From the frontier's window.
+		defer s.mu.Unlock()
+		if err := s.advance(s.z, off, off+n); err != nil {
+			s.err = fmt.Errorf("section %s: %w", s.name, err)
+			s.release()
+			return dst, s.err
+		}
+		return append(dst, s.z.bytesAt(off, n)...), nil
+	}
+	s.mu.Unlock()
+	b, err := s.read(off, n)
+	return append(dst, b...), err
+}
+
 // all returns the whole section, read once and kept.
 func (s *stream) all() ([]byte, error) {
 	if s == nil {
 		return nil, nil
 	}
+	s.mu.Lock()
+	if z := s.z; z != nil && s.err == nil && z.base == 0 && z.o == 0 {
+		// Not started: inflate straight into a buffer of the section's size.
+		defer s.mu.Unlock()
+		z.out = make([]byte, s.size+fastOutGap)
+		if err := z.fill(s.size + 1); err != nil {
+			s.err = fmt.Errorf("section %s: %w", s.name, inflateError(err, s.size))
+			s.release()
+			return nil, s.err
+		}
+		s.mem = z.out[:s.size:s.size]
+		s.release()
+		return s.mem, nil
+	}
+	s.mu.Unlock()
 	b, err := s.read(0, s.size)
 	if err != nil {
 		return nil, err
