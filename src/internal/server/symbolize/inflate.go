@@ -8,6 +8,7 @@ import (
 	"hash"
 	"hash/adler32"
 	"io"
+	"math/bits"
 )
 
 // inflater decodes one zlib stream (RFC 1950/1951), forward and on demand:
@@ -600,20 +601,22 @@ func entryFor(sym int, kind tableKind) uint32 {
 	return kInvalid
 }
 
+// reverse returns the n low bits of c in reverse order.
 func reverse(c int, n uint) int {
-	r := 0
-	for i := uint(0); i < n; i++ {
-		r = r<<1 | c&1
-		c >>= 1
-	}
-	return r
+	return int(bits.Reverse16(uint16(c)) >> (16 - n))
 }
 
 // huffmanBlock decodes the symbols of one block.
 func (z *inflater) huffmanBlock() error {
 	lit, dist := z.lit.t, z.dist.t
-	litMask, distMask := uint64(1)<<z.lit.primary-1, uint64(1)<<z.dist.primary-1
-	litPrimary, distPrimary := z.lit.primary, z.dist.primary
+	if z.lit.primary != litBits || z.dist.primary != distBits || len(lit) < 1<<litBits || len(dist) < 1<<distBits {
+		return errCorrupt // cannot happen: every table is built with these
+	}
+	// The primary tables as arrays: indexes masked to their size need no
+	// bounds check.
+	litPrim, distPrim := (*[1 << litBits]uint32)(lit), (*[1 << distBits]uint32)(dist)
+	const litMask, distMask = 1<<litBits - 1, 1<<distBits - 1
+	const litPrimary, distPrimary = litBits, distBits
 	for {
 		// Fast path: 8 input bytes, and room for a longest match plus a word
 		// in out and for a longest match before the declared size.
@@ -627,7 +630,7 @@ func (z *inflater) huffmanBlock() error {
 			bits |= binary.LittleEndian.Uint64(in[pos:]) << (nbits & 63)
 			pos += int(63-nbits) >> 3
 			nbits |= 56
-			e := lit[bits&litMask]
+			e := litPrim[bits&litMask]
 			if e&kindMask == kSub {
 				bits >>= litPrimary & 63
 				nbits -= litPrimary
@@ -640,7 +643,7 @@ func (z *inflater) huffmanBlock() error {
 				out[o] = byte(e >> 16)
 				o++
 				// At least 41 bits are left: a second literal needs no refill.
-				e = lit[bits&litMask]
+				e = litPrim[bits&litMask]
 				if e&kindMask == kLiteral {
 					n = uint(e & 15)
 					bits >>= n & 63
@@ -662,7 +665,7 @@ func (z *inflater) huffmanBlock() error {
 			length := int(e>>16) + int(bits&(1<<x-1))
 			bits >>= x & 63
 			nbits -= x
-			d := dist[bits&distMask]
+			d := distPrim[bits&distMask]
 			if d&kindMask == kSub {
 				bits >>= distPrimary & 63
 				nbits -= distPrimary
