@@ -84,12 +84,24 @@ func (d *dwarfData) Reader() *dwarf.Reader { return d.get().Reader() }
 // every call: most of the cost of a unit with many inlined calls).
 func (d *dwarfData) Ranges(e *dwarf.Entry) ([][2]uint64, error) {
 	data := d.get()
-	off, ok := e.Val(dwarf.AttrRanges).(int64)
-	if !ok || d.x == nil || e.Tag == dwarf.TagCompileUnit {
+	f := e.AttrField(dwarf.AttrRanges)
+	if f == nil || d.x == nil || e.Tag == dwarf.TagCompileUnit {
 		return data.Ranges(e)
 	}
 	b, ok := d.x.activeUnit(e.Offset)
-	if !ok || b.version >= 5 {
+	if !ok {
+		return data.Ranges(e)
+	}
+	var off int64
+	switch v := f.Val.(type) {
+	case int64:
+		off = v
+	case uint64: // rnglistx, as an offset already
+		if b.version < 5 {
+			return data.Ranges(e)
+		}
+		off = int64(v)
+	default:
 		return data.Ranges(e)
 	}
 	var ret [][2]uint64
@@ -106,11 +118,19 @@ func (d *dwarfData) Ranges(e *dwarf.Entry) ([][2]uint64, error) {
 			}
 		}
 	}
+	if b.version >= 5 {
+		if rl, _ := d.x.sec.rngLists.all(); rl != nil {
+			return d.x.rangeList5(data, b, off, rl, ret)
+		}
+		if f.Class != dwarf.ClassRangeListPtr {
+			return ret, nil
+		}
+	}
 	ranges, _ := d.x.sec.ranges.all()
 	if ranges == nil {
 		return ret, nil
 	}
-	base, err := d.x.unitBase(data, b)
+	base, _, err := d.x.unitBase(data, b)
 	if err != nil {
 		return nil, err
 	}
@@ -180,9 +200,10 @@ type unit struct {
 }
 
 type unitBase struct {
-	once sync.Once
-	v    uint64
-	err  error
+	once     sync.Once
+	v        uint64
+	addrBase uint64
+	err      error
 }
 
 type unitRange struct {
@@ -855,9 +876,10 @@ type activeRef struct {
 	base              *unitBase
 }
 
-// unitBase returns the base address of range lists in unit b: its entry
-// pc, else its low pc, else 0 (as dwarf.Data.Ranges takes it).
-func (x *dwarfIndex) unitBase(d *dwarf.Data, b activeRef) (uint64, error) {
+// unitBase returns the base address of range lists in unit b (its entry
+// pc, else its low pc, else 0: as dwarf.Data.Ranges takes it) and its
+// DW_AT_addr_base.
+func (x *dwarfIndex) unitBase(d *dwarf.Data, b activeRef) (base, addrBase uint64, err error) {
 	b.base.once.Do(func() {
 		r := d.Reader()
 		r.Seek(b.cfirst)
@@ -871,8 +893,75 @@ func (x *dwarfIndex) unitBase(d *dwarf.Data, b activeRef) (uint64, error) {
 		} else if v, ok := cu.Val(dwarf.AttrLowpc).(uint64); ok {
 			b.base.v = v
 		}
+		if v, ok := cu.Val(dwarf.AttrAddrBase).(int64); ok {
+			b.base.addrBase = uint64(v)
+		}
 	})
-	return b.base.v, b.base.err
+	return b.base.v, b.base.addrBase, b.base.err
+}
+
+// rangeList5 reads a DWARF 5 range list at off of .debug_rnglists (rl), as
+// dwarf.Data.Ranges does.
+func (x *dwarfIndex) rangeList5(d *dwarf.Data, b activeRef, off int64, rl []byte, ret [][2]uint64) ([][2]uint64, error) {
+	if off < 0 || off > int64(len(rl)) {
+		return nil, fmt.Errorf("invalid rnglist offset %d (max %d)", off, len(rl))
+	}
+	base, addrBase, err := x.unitBase(d, b)
+	if err != nil {
+		return nil, err
+	}
+	addrs, _ := x.sec.addr.all()
+	addrAt := func(idx uint64) (uint64, error) {
+		p := idx*uint64(b.addrSize) + addrBase
+		if p/uint64(b.addrSize) < idx || p+uint64(b.addrSize) < p || p+uint64(b.addrSize) > uint64(len(addrs)) {
+			return 0, errors.New("debug_addr index out of range")
+		}
+		c := &cursor{b: addrs, off: int(p), order: x.order}
+		return c.uint(b.addrSize), nil
+	}
+	c := &cursor{b: rl, off: int(off), order: x.order, what: ".debug_rnglists"}
+	for {
+		switch c.u8() {
+		case 0: // DW_RLE_end_of_list (also what a cut-short list reads)
+			if c.err != nil {
+				return nil, c.err
+			}
+			return ret, nil
+		case 1: // DW_RLE_base_addressx
+			if base, err = addrAt(c.uleb()); err != nil {
+				return nil, err
+			}
+		case 2: // DW_RLE_startx_endx
+			i, j := c.uleb(), c.uleb()
+			lo, err := addrAt(i)
+			if err != nil {
+				return nil, err
+			}
+			hi, err := addrAt(j)
+			if err != nil {
+				return nil, err
+			}
+			ret = append(ret, [2]uint64{lo, hi})
+		case 3: // DW_RLE_startx_length
+			i, n := c.uleb(), c.uleb()
+			lo, err := addrAt(i)
+			if err != nil {
+				return nil, err
+			}
+			ret = append(ret, [2]uint64{lo, lo + n})
+		case 4: // DW_RLE_offset_pair
+			lo, hi := c.uleb(), c.uleb()
+			ret = append(ret, [2]uint64{base + lo, base + hi})
+		case 5: // DW_RLE_base_address
+			base = c.uint(b.addrSize)
+		case 6: // DW_RLE_start_end
+			lo, hi := c.uint(b.addrSize), c.uint(b.addrSize)
+			ret = append(ret, [2]uint64{lo, hi})
+		case 7: // DW_RLE_start_length
+			lo, n := c.uint(b.addrSize), c.uleb()
+			ret = append(ret, [2]uint64{lo, lo + n})
+		}
+	}
 }
 
 // unitAt returns the unit holding the DIE at off (an offset in the compact

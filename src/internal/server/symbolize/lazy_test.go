@@ -183,13 +183,13 @@ func TestLazyIndexSmallFiles(t *testing.T) {
 	}
 }
 
-// TestRangesMatchDebugDwarf: the DWARF 2-4 range lists read by dwarfData
+// TestRangesMatchDebugDwarf: the range lists (DWARF 2-5) read by dwarfData
 // equal dwarf.Data.Ranges for every DIE with DW_AT_ranges.
 func TestRangesMatchDebugDwarf(t *testing.T) {
 	needTool(t, "gcc")
 	dir := t.TempDir()
 	var bins []string
-	for _, v := range []string{"-gdwarf-4", "-gdwarf-3", "-gdwarf-2"} {
+	for _, v := range []string{"-gdwarf-5", "-gdwarf-4", "-gdwarf-3", "-gdwarf-2"} {
 		bins = append(bins, compile(t, dir, "gcc", "inline.c", "prog"+v, v, "-O2"))
 	}
 	// A Go program: DWARF 4 ranges on most inlined calls.
