@@ -461,26 +461,44 @@ func (x *dwarfIndex) activate(idx []int) error {
 // anyOffsetForms reports whether some abbreviation table of .debug_abbrev
 // has forms holding .debug_info offsets (or cannot be read: then too). It
 // reads the section through once, keeping nothing.
-func (x *dwarfIndex) anyOffsetForms() bool {
-	var pending []byte
+func (x *dwarfIndex) anyOffsetForms() bool { return offsetFormsIn(x.sec.abbrev.chunks) }
+
+// offsetFormsIn is anyOffsetForms over the pieces chunks gives.
+func offsetFormsIn(chunks func(func([]byte) error) error) bool {
+	var carry []byte // a table cut by the end of a piece
 	found := errors.New("found")
-	err := x.sec.abbrev.chunks(func(b []byte) error {
-		pending = append(pending, b...)
-		off := 0
-		for off < len(pending) {
-			end, offsets, ok := abbrevTableEnd(pending[off:])
+	err := chunks(func(b []byte) error {
+		if old := len(carry); old > 0 {
+			// Finish the cut table with as little of this piece as it takes.
+			for k := min(len(b), 4096); ; k = min(len(b), 4*k) {
+				carry = append(carry[:old], b[:k]...)
+				end, offsets, ok := abbrevTableEnd(carry)
+				if ok {
+					if offsets {
+						return found
+					}
+					b, carry = b[end-old:], carry[:0]
+					break
+				}
+				if k == len(b) {
+					return nil // all of this piece is in carry: the table goes on
+				}
+			}
+		}
+		for len(b) > 0 {
+			end, offsets, ok := abbrevTableEnd(b)
 			if !ok {
-				break // the table goes on in the next piece
+				carry = append(carry[:0], b...)
+				return nil
 			}
 			if offsets {
 				return found
 			}
-			off += end
+			b = b[end:]
 		}
-		pending = append(pending[:0], pending[off:]...)
 		return nil
 	})
-	return err != nil || len(pending) > 0
+	return err != nil || len(carry) > 0
 }
 
 // activateRest makes every unit not active yet active, in section order

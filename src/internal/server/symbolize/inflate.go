@@ -59,7 +59,7 @@ const (
 	maxDist    = 32
 	litBits    = 11 // primary table bits
 	distBits   = 8
-	inChunk    = 128 << 10
+	inChunk    = 32 << 10
 	fastOutGap = 258 + 8 // room the fast loop needs: a longest match and one word of overrun
 )
 

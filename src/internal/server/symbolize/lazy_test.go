@@ -1,6 +1,7 @@
 package symbolize
 
 import (
+	"bytes"
 	"compress/gzip"
 	"debug/dwarf"
 	"debug/elf"
@@ -232,5 +233,48 @@ func TestRangesMatchDebugDwarf(t *testing.T) {
 		}
 		t.Logf("%s: %d DIEs with DW_AT_ranges", filepath.Base(bin), n)
 		f.Close()
+	}
+}
+
+// TestAnyOffsetForms: the scan of .debug_abbrev in pieces finds what a scan
+// of the whole section finds, wherever the pieces cut the tables.
+func TestAnyOffsetForms(t *testing.T) {
+	_, debug := libcDebugFile(t)
+	f, err := Open(debug)
+	require.NoError(t, err)
+	defer f.Close()
+	all, err := f.dw.sec.abbrev.all()
+	require.NoError(t, err)
+	whole := func(b []byte) bool {
+		for off := 0; off < len(b); {
+			end, offsets, ok := abbrevTableEnd(b[off:])
+			if !ok || offsets {
+				return true
+			}
+			off += end
+		}
+		return false
+	}
+	for _, tc := range []struct {
+		name string
+		b    []byte
+	}{
+		{"glibc", all},
+		// A ref_addr form in the last table, cut anywhere.
+		{"ref_addr", append(bytes.Clone(all), 1, 0x2e, 0, 0x31, 0x10, 0, 0, 0)},
+		{"cut short", all[:len(all)-3]},
+	} {
+		want := whole(tc.b)
+		for _, piece := range []int{1, 7, 4095, 65536, len(tc.b)} {
+			chunks := func(fn func([]byte) error) error {
+				for off := 0; off < len(tc.b); off += piece {
+					if err := fn(tc.b[off:min(off+piece, len(tc.b))]); err != nil {
+						return err
+					}
+				}
+				return nil
+			}
+			require.Equal(t, want, offsetFormsIn(chunks), "%s in pieces of %d", tc.name, piece)
+		}
 	}
 }

@@ -50,7 +50,7 @@ type stream struct {
 
 const (
 	streamCheckEvery = 256 << 10 // output between checkpoints: 32 KiB each
-	streamStep       = 256 << 10 // output per step: the window slides between steps
+	streamStep       = 64 << 10  // output per step: the window slides between steps (small: fresh memory costs)
 	streamChunk      = 256 << 10 // file bytes read at once (uncompressed)
 )
 
