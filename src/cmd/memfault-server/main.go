@@ -54,6 +54,8 @@ func run(args []string) int {
 	fs.IntVar(&wcfg.Workers, "workers", max(4, 2*runtime.NumCPU()), "cores analysed at once")
 	fs.DurationVar(&wcfg.JobTimeout, "job-timeout", 60*time.Second, "time budget of one core's analysis")
 	fs.Int64Var(&wcfg.MaxCoreSize, "max-core-size", 1<<30, "largest uncompressed core analysed, bytes")
+	fs.IntVar(&wcfg.Limits.MaxThreads, "max-threads", worker.DefaultLimits.MaxThreads, "threads unwound per core")
+	fs.IntVar(&wcfg.Limits.MaxFrames, "max-frames", worker.DefaultLimits.MaxFrames, "frames unwound per core, all threads together")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -86,9 +86,6 @@ func TestFidelityCorpus(t *testing.T) {
 			b, err := os.ReadFile(cj)
 			require.NoError(t, err)
 			require.NoError(t, json.Unmarshal(b, &meta))
-			if reason, ok := knownGaps[name]; ok {
-				t.Skip("known gap: " + reason)
-			}
 			args := []string{"--symbols-dir", symbolsOf(t, dir)}
 			for _, l := range corpusLibs[arch] {
 				if _, err := os.Stat(l); err == nil {
@@ -127,8 +124,7 @@ func TestFidelityCorpus(t *testing.T) {
 			require.Len(t, cores, 2, "one core per capture strategy")
 			for i, threads := range cores {
 				got := toGDB(threads)
-				w := withoutTailCallFrames(t, want, got)
-				w = withoutTrailingUnknown(w, got)
+				w := withoutTrailingUnknown(want, got)
 				if d := gdbbt.DiffPrefix(w, got); d != "" {
 					t.Errorf("core %d: server frames differ from gdb's:\n%s", i, d)
 				}
@@ -153,12 +149,4 @@ func withoutTrailingUnknown(want, got []gdbbt.Thread) []gdbbt.Thread {
 		want[i].Frames = f
 	}
 	return want
-}
-
-// knownGaps are corpus cores where the server does not yet match gdb, with the reason. Each is
-// open work of the server issue; remove the line when the case passes.
-var knownGaps = map[string]string{
-	"go-crash/x86_64":          "the walk stops at Go's signal restorer (runtime.sigreturn__sigaction has no CFI signal-frame mark; gdb recognises it by its code) and at runtime.mcall's stack switch",
-	"cpp-exception/armhf":      "unwinding stops in abort(): the walker finds no unwind information for its pc (libc+0x1e0ac, a noreturn function) and the frame-pointer fallback gets no further; gdb gets past it with its prologue analyzer",
-	"cpp-segv-template/x86_64": "C++ names are built by demangling (Node<long int>) where gdb builds them from DWARF (Node<long>), and the inlined (anonymous namespace)::run frame is missing",
 }

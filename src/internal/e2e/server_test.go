@@ -249,42 +249,12 @@ func TestFidelityFixtures(t *testing.T) {
 			require.Len(t, cores, 2, "one core per capture strategy")
 			for i, threads := range cores {
 				got := toGDB(threads)
-				w := withoutTailCallFrames(t, want, got)
-				if d := gdbbt.DiffPrefix(w, got); d != "" {
+				if d := gdbbt.DiffPrefix(want, got); d != "" {
 					t.Errorf("core %d: server frames differ from gdb's:\n%s\ngdb:\n%s", i, d, raw)
 				}
 			}
 		})
 	}
-}
-
-// gdbTailCallFrames are frames gdb synthesizes from DWARF call-site information
-// (DW_TAG_call_site with DW_AT_call_tail_call in libc6-dbg): functions that tail-called the
-// next frame and so are not on the stack. Our unwinder does not synthesize them yet (a
-// remaining point of the server issue); the unwind package's fixture test identifies them
-// by the missing call instruction before their pc.
-// Both below were checked by disassembly: the instruction before gdb's pc is a jmp, not a call.
-var gdbTailCallFrames = map[string]bool{"__GI___futex_abstimed_wait_cancelable64": true, "__pthread_kill_internal": true}
-
-func withoutTailCallFrames(t *testing.T, want, got []gdbbt.Thread) []gdbbt.Thread {
-	have := map[string]bool{}
-	for _, th := range got {
-		for _, f := range th.Frames {
-			have[f] = true
-		}
-	}
-	out := make([]gdbbt.Thread, len(want))
-	for i, th := range want {
-		out[i].LWP = th.LWP
-		for _, f := range th.Frames {
-			if gdbTailCallFrames[f] && !have[f] {
-				t.Logf("thread %s: gdb's synthesized tail-call frame %s not compared", th.LWP, f)
-				continue
-			}
-			out[i].Frames = append(out[i].Frames, f)
-		}
-	}
-	return out
 }
 
 // toGDB reduces the server's threads to what gdbbt compares: names per frame ("??" where

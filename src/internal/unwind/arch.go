@@ -29,6 +29,10 @@ type arch struct {
 	// framePointer unwinds one frame by the frame pointer convention into next and returns the
 	// frame's CFA (0 when the convention does not give it).
 	framePointer func(w *walker, st, next *state) (uint64, error)
+	// prologue, when set, unwinds a frame whose pc has no unwind tables by analysing the code
+	// of its function (in mod, holding link, the link-time lookup address) into next, and
+	// returns the frame's CFA.
+	prologue func(w *walker, st, next *state, mod *Module, link uint64) (uint64, error)
 
 	fromCore []int // elfcore register index -> DWARF column, -1 for none
 }

@@ -1,7 +1,8 @@
 // Package unwind walks the stacks of a crashed process: from a thread's registers (the
 // NT_PRSTATUS of a core) and read access to its memory, it finds the program counter of every
 // frame, with the call frame information of each mapped ELF file (.eh_frame, .debug_frame, ARM
-// exidx; see package cfi), falling back to frame pointers where a pc has none.
+// exidx; see package cfi), falling back to the analysis of a 32-bit ARM function's prologue
+// (package armprologue) and to frame pointers where a pc has none.
 //
 // It is shared by the server (memory from a stored core) and the device (memory from
 // /proc/<pid>/mem), so it imports neither; architectures are keyed by the core's ELF machine,

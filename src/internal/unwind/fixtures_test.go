@@ -25,13 +25,14 @@ import (
 type fixture struct {
 	arch    string
 	sysroot string // where the core's library paths resolve; "/" for the host
+	program string // the crashed program's file; "" for testdata/cores/<arch>/threads
 }
 
 var fixtures = []fixture{
-	{"x86_64", "/"},
-	{"aarch64", "/usr/aarch64-linux-gnu"},
-	{"armhf", "/usr/arm-linux-gnueabihf"},
-	{"i386", "/"},
+	{arch: "x86_64", sysroot: "/"},
+	{arch: "aarch64", sysroot: "/usr/aarch64-linux-gnu"},
+	{arch: "armhf", sysroot: "/usr/arm-linux-gnueabihf"},
+	{arch: "i386", sysroot: "/"},
 }
 
 func coresDir() string { return filepath.Join("..", "..", "testdata", "cores") }
@@ -57,7 +58,12 @@ func readCore(t testing.TB, b []byte) *core {
 
 func loadFixture(t testing.TB, arch string) *core {
 	t.Helper()
-	f, err := os.Open(filepath.Join(coresDir(), arch, "core.gz"))
+	return loadCoreGz(t, filepath.Join(coresDir(), arch, "core.gz"))
+}
+
+func loadCoreGz(t testing.TB, path string) *core {
+	t.Helper()
+	f, err := os.Open(path)
 	require.NoError(t, err)
 	defer f.Close()
 	zr, err := gzip.NewReader(f)
@@ -90,7 +96,10 @@ func fileBuildID(f *elf.File) string {
 // symbolFile finds the file to load a module's tables from: the fixture's own binary, or the
 // library in the sysroot.
 func symbolFile(fx fixture, m *unwind.Module) string {
-	if filepath.Base(m.Path) == "threads" {
+	if fx.program != "" && filepath.Base(m.Path) == filepath.Base(fx.program) {
+		return fx.program
+	}
+	if fx.program == "" && filepath.Base(m.Path) == "threads" {
 		return filepath.Join(coresDir(), fx.arch, "threads")
 	}
 	return filepath.Join(fx.sysroot, m.Path)

@@ -64,7 +64,7 @@ func TestSignalFrameX86_64(t *testing.T) {
 	r := unwind.Walk(elf.EM_X86_64, elf.ELFCLASS64, regs, stack, mods, unwind.Options{})
 	require.Equal(t, "end of stack", r.Stop, "%+v", r.Frames)
 	require.Equal(t, []unwind.Frame{
-		{PC: bias + restoreRT, CFA: interruptedSP, Method: unwind.MethodContext},
+		{PC: bias + restoreRT, CFA: interruptedSP, Method: unwind.MethodContext, Signal: true},
 		{PC: bias + target, CFA: interruptedSP + 8, Method: unwind.MethodCFI},
 	}, r.Frames)
 }

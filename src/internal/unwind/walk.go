@@ -18,6 +18,15 @@ const (
 	MethodCFI          Method = "cfi"     // DWARF call frame information of the callee
 	MethodEXIDX        Method = "arm_exidx"
 	MethodFramePointer Method = "frame_pointer"
+	// MethodSigcontext: the callee was a signal trampoline recognised by its code; the
+	// frame's registers come from the ucontext the kernel saved.
+	MethodSigcontext Method = "sigcontext"
+	// MethodFrameless: the callee's pc was in no module, so it was taken as a function not
+	// yet set up, with the return address at the stack pointer (what gdb assumes there).
+	MethodFrameless Method = "frameless"
+	// MethodPrologue: the callee had no unwind tables for its pc; its code, read from the
+	// function's start, says where it saved the return address (32-bit ARM only).
+	MethodPrologue Method = "prologue"
 )
 
 // Frame is one frame of a thread's stack. PC is the instruction address for frame 0 and the
@@ -25,14 +34,18 @@ const (
 // authentication bits removed. CFA is the frame's canonical frame address (the caller's stack
 // pointer at the call), 0 when unknown (the walk stopped there, or an AArch64 frame record
 // gave the return address but not the frame's size).
+// Signal marks a signal trampoline (gdb's "<signal handler called>"): the frame after it is
+// the one the signal interrupted, whose PC is not a return address.
 type Frame struct {
 	PC, CFA uint64
 	Method  Method
+	Signal  bool
 }
 
 // Result is one thread's walk. Stop says in words why it ended: "end of stack", "no unwind
-// information for 0x... (module+offset)", "memory at 0x... unreadable", "not advancing",
-// "limit of N frames", or what was wrong with the unwind information or registers.
+// information for 0x... (module+offset)" (on ARM followed by "; prologue analysis: ..." when
+// one ran), "memory at 0x... unreadable", "not advancing", "limit of N frames", or what was
+// wrong with the unwind information or registers.
 type Result struct {
 	Frames []Frame
 	Stop   string
@@ -74,13 +87,19 @@ func (e *memError) Unwrap() error { return e.err }
 type noInfoError struct {
 	pc  uint64
 	mod *Module
+	// prologue says why the prologue analysis did not help, when one ran.
+	prologue error
 }
 
 func (e *noInfoError) Error() string {
 	if e.mod == nil {
 		return fmt.Sprintf("no unwind information for %#x (no module)", e.pc)
 	}
-	return fmt.Sprintf("no unwind information for %#x (%s+%#x)", e.pc, e.mod.Path, e.pc-e.mod.Bias)
+	msg := fmt.Sprintf("no unwind information for %#x (%s+%#x)", e.pc, e.mod.Path, e.pc-e.mod.Bias)
+	if e.prologue != nil {
+		msg += "; prologue analysis: " + e.prologue.Error()
+	}
+	return msg
 }
 
 // state is the register file of one frame, by DWARF column.
@@ -192,6 +211,9 @@ func Walk(machine elf.Machine, class elf.Class, regs []uint64, mem elfcore.Memor
 		cfa, m, err := w.step(st, next)
 		res.Frames[len(res.Frames)-1].CFA = cfa
 		if err != nil {
+			if _, tramp := w.trampoline(st); tramp {
+				res.Frames[len(res.Frames)-1].Signal = true
+			}
 			res.Stop = stopReason(err)
 			break
 		}
@@ -237,6 +259,7 @@ func Walk(machine elf.Machine, class elf.Class, regs []uint64, mem elfcore.Memor
 			}
 			crossings[key] = struct{}{}
 		}
+		res.Frames[len(res.Frames)-1].Signal = next.interrupted
 		st, next = next, st
 		method = m
 	}
@@ -300,8 +323,9 @@ func (w *walker) word(addr uint64) (uint64, error) {
 	return w.read(w.trunc(addr), w.arch.ptrSize)
 }
 
-// step unwinds the frame st into next: with the CFI of its module, else ARM exidx, else frame
-// pointers. It returns the frame's CFA and how the caller was found.
+// step unwinds the frame st into next: with the CFI of its module, else ARM exidx, else the
+// analysis of the function's prologue (ARM), else frame pointers. It returns the frame's CFA and
+// how the caller was found.
 func (w *walker) step(st, next *state) (uint64, Method, error) {
 	pc, _ := st.get(w.arch.pc)
 	clean := w.arch.cleanPC(pc)
@@ -354,12 +378,35 @@ func (w *walker) step(st, next *state) (uint64, Method, error) {
 			}
 		}
 	}
+	if mod, ok := w.trampoline(st); ok {
+		cfa, err := w.sigcontextStep(st, next)
+		if err != nil {
+			var me *memError
+			if !errors.As(err, &me) {
+				err = fmt.Errorf("signal frame at %s: %w", mod.offset(clean), err)
+			}
+		}
+		return cfa, MethodSigcontext, err
+	}
+	if mod == nil {
+		if cfa, err := w.framelessStep(st, next); err == nil {
+			return cfa, MethodFrameless, nil
+		}
+	}
+	var prologueErr error
+	if w.arch.prologue != nil && mod != nil && mod.Tables != nil {
+		cfa, err := w.arch.prologue(w, st, next, mod, lookup-mod.Bias)
+		if err == nil {
+			return cfa, MethodPrologue, nil
+		}
+		prologueErr = err
+	}
 	cfa, err := w.framePointerStep(st, next)
 	if errors.Is(err, errEndOfStack) {
 		return 0, MethodFramePointer, err
 	}
 	if err != nil {
-		return 0, MethodFramePointer, &noInfoError{pc: clean, mod: mod}
+		return 0, MethodFramePointer, &noInfoError{pc: clean, mod: mod, prologue: prologueErr}
 	}
 	return cfa, MethodFramePointer, nil
 }
@@ -512,3 +559,16 @@ const (
 	armSPCol = 13
 	armPCCol = 15
 )
+
+// trampoline reports whether the frame st is at a signal trampoline recognised by its code.
+// The pc is where the handler returned to, the trampoline's first instruction, so it is
+// looked up as is.
+func (w *walker) trampoline(st *state) (*Module, bool) {
+	pc, _ := st.get(w.arch.pc)
+	clean := w.arch.cleanPC(pc)
+	mod := w.mods.ModuleAt(clean)
+	if mod == nil || !mod.Tables.trampolineAt(w.arch.machine, clean-mod.Bias) {
+		return nil, false
+	}
+	return mod, true
+}

@@ -172,10 +172,12 @@ def dpkg_owner(path):
     return None, None
 
 
-def F(function, obj, role="app", inlined=False):
+def F(function, obj, role="app", inlined=False, tailcall=False):
     d = {"function": function, "object": obj, "role": role}
     if inlined:
         d["inlined"] = True
+    if tailcall:
+        d["tailcall"] = True
     return d
 
 
@@ -273,6 +275,28 @@ def expectations(case, arch):
                 F("run_pipeline", exe), F("main", exe)]},
             "other_threads": [],
         }
+    if case == "c-tailcalls":
+        def parked(leaf, tails, worker):
+            return {"frames": [F("read", libc, "lib"), F("park", exe), F(leaf, exe)] +
+                    [F(f, exe, tailcall=True) for f in tails] + [F(worker, exe)]}
+        return {
+            "crash_thread": {"signal": "SIGSEGV", "frames": [
+                F("m_leaf", exe), F("m_top", exe, tailcall=True), F("main", exe)]},
+            "other_threads": [
+                parked("u_leaf", ["u_mid", "u_top"], "unique_worker"),
+                parked("s_leaf", ["s_join"], "split_worker"),
+                parked("i_leaf", [], "indirect_worker"),
+                parked("c_leaf", ["c_ping"], "cycle_worker"),
+                {"frames": [F("read", libc, "lib"), F("libc_worker", exe)]},
+            ],
+            "note": "functions that left by a tail call have no frame on the stack; gdb adds "
+                    "them from DWARF call sites when the chain of tail calls is determined: "
+                    "u_mid and u_top (one chain), s_join only (s_odd or s_even: the middle is "
+                    "ambiguous), nothing for i_top (indirect jump), c_ping once (several "
+                    "chains through the c_ping/c_pong recursion end alike), nothing for x_top "
+                    "(split into hot and cold parts, the call into it has two targets and the "
+                    "second is no function's entry)",
+        }
     raise SystemExit("no expectation for " + case)
 
 
@@ -357,6 +381,7 @@ INFO = {
     "go-crash": ("Go", ["-trimpath", "CGO_ENABLED=0", "static", "GOTRACEBACK=crash"], ["go-crash/main.go"]),
     "c-static": ("C", ["-O2", "-g", "-pthread", "-static", "non-PIE"], ["c-static/main.c"]),
     "c-static-pie": ("C", ["-O2", "-g", "-pthread", "-static-pie"], ["c-static/main.c"]),
+    "c-tailcalls": ("C", ["-O2", "-g", "-pthread", "PIE", "dynamic"], ["c-tailcalls/main.c"]),
     "c-separate-debug": ("C", ["-O1", "-g", "PIE", "dynamic", "own shared library", "stripped + .gnu_debuglink"],
                          ["c-separate-debug/main.c", "c-separate-debug/filter.c", "c-separate-debug/filter.h"]),
 }

@@ -27,7 +27,7 @@ export GOTOOLCHAIN=local GOFLAGS=-buildvcs=false CGO_ENABLED=0
 
 # case:arch list; the arch decides where the program crashes:
 #   x86_64 on this machine's kernel, aarch64 and armhf in one qemu-system-aarch64 guest.
-CASES_x86_64=${CASES_x86_64-"c-o2-inline cpp-exception cpp-segv-template rust-panic-abort go-crash c-static-pie c-static c-separate-debug"}
+CASES_x86_64=${CASES_x86_64-"c-o2-inline cpp-exception cpp-segv-template rust-panic-abort go-crash c-static-pie c-static c-separate-debug c-tailcalls"}
 CASES_aarch64=${CASES_aarch64-"c-o2-inline cpp-exception go-crash c-separate-debug"}
 CASES_armhf=${CASES_armhf-"c-o2-inline cpp-exception go-crash"}
 
@@ -102,6 +102,8 @@ build_case() {
 	case $c in
 	c-o2-inline)
 		rec $cc -g -O2 -pthread $pm -o "$out/$c" c-o2-inline/main.c ;;
+	c-tailcalls)
+		rec $cc -g -O2 -pthread $pm -o "$out/$c" c-tailcalls/main.c ;;
 	cpp-exception)
 		rec $cxx -g -O2 $pm -o "$out/$c" cpp-exception/main.cpp ;;
 	cpp-segv-template)
@@ -401,7 +403,8 @@ fixtures() {
 		v=CASES_$arch
 		for c in ${!v}; do fixture "$arch" "$c"; done
 	done
-	versions >"$HERE/versions.txt"
+	# KEEP_VERSIONS=1 when only some cases were rebuilt (see README.md)
+	[ "${KEEP_VERSIONS:-0}" = 1 ] || versions >"$HERE/versions.txt"
 	du -sb "$HERE" >&2
 }
 

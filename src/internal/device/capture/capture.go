@@ -56,7 +56,9 @@ const (
 )
 
 // Threads keeps what a debugger needs for every thread's backtrace: each thread's stack from its
-// stack pointer up (at most maxThreadSize bytes, never past the end of the stack's mapping), the
+// stack pointer up (at most maxThreadSize bytes, never past the end of the stack's mapping) and,
+// when a signal frame on it shows the thread was interrupted on another stack, that stack too
+// (sigframe.go), the
 // ELF header, program headers and build-id note of every mapped ELF file, the main program's
 // program headers and dynamic section, the dynamic linker's r_debug and link_map list with each
 // library name, and the vDSO.
@@ -76,6 +78,7 @@ func Threads(in Input, maxThreadSize uint64) (Result, error) {
 		start := sp - min(a.RedZone, sp-seg.Vaddr)
 		end := min(seg.End(), sp+maxThreadSize)
 		t.add(start, end)
+		t.signalFrames(sp, end, maxThreadSize, a.RedZone)
 	}
 	t.elfHeaders()
 	t.dynamicLinker()

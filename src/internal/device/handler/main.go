@@ -6,6 +6,7 @@ import (
 	"flag"
 	"io"
 	"os"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -34,8 +35,12 @@ func Main(args []string, sdkVersion string) int {
 
 	// Hard deadline: whatever blocks (a pipe, a vanished /proc entry, a slow disk), the
 	// handler leaves by then and removes its unfinished entry.
+	// The soft deadline (ctx, stdin) usually ends the work first and reports why; the hard
+	// timer and the final report take one lock so that one of them reports, never both.
 	deadline := start.Add(*timeout)
+	var reporting sync.Mutex
 	timer := time.AfterFunc(*timeout, func() {
+		reporting.Lock() // never released: the process exits
 		log.Errorf("gave up after %v; no core saved", *timeout)
 		AbortActive()
 		os.Exit(3)
@@ -81,6 +86,8 @@ func Main(args []string, sdkVersion string) int {
 		},
 	}
 	res, err := Run(ctx, env)
+	reporting.Lock() // blocks forever if the hard timer is already reporting
+	timer.Stop()
 	switch {
 	case errors.Is(err, ErrDisabled):
 		return 0

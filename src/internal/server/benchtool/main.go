@@ -120,7 +120,7 @@ func analyze(args []string) error {
 	frames := 0
 	analyzeOnce := func(s *symstore.Store) (time.Duration, error) {
 		start := time.Now()
-		a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g)
+		a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g, worker.Limits{})
 		d := time.Since(start)
 		if err != nil {
 			return 0, err

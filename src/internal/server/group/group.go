@@ -49,6 +49,7 @@ func DefaultRules() Rules {
 			`^std::rt::`, `^std::sys::`, `^std::process::abort`, `^core::result::unwrap_failed`, `^core::option::`,
 			`^runtime\.`, `^runtime/internal/`,
 			`^_start$`, `^__libc_start`, `^start_thread$`, `^clone3?$`, `^thread_start$`,
+			`^<signal handler called>$`,
 		},
 		Depth: 4,
 	}

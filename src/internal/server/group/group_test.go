@@ -19,6 +19,14 @@ func TestNormalize(t *testing.T) {
 		"operator()":                                  "operator()",
 		"Outer::operator()(int) const":                "Outer::operator()",
 		"f()::{lambda(int)#1}::operator()(int) const": "f()::{lambda(int)#1}::operator()",
+		// gdb's frame names keep the parameters of names its C++ parser
+		// rejects (lambdas, ABI tags, function types in template arguments).
+		"(anonymous namespace)::Walker<(anonymous namespace)::Node<long> >::fold<(anonymous namespace)::run(Node<long int>*, long int)::<lambda(long int, const (anonymous namespace)::Node<long int>*)> >(struct {...})": "(anonymous namespace)::Walker<(anonymous namespace)::Node<long> >::fold<(anonymous namespace)::run(Node<long int>*, long int)::<lambda(long int, const (anonymous namespace)::Node<long int>*)> >",
+		"std::__invoke_impl<long int, main(int, char**)::<lambda(long int)>&, long int>(std::__invoke_other, struct {...} &)":                                                                                             "std::__invoke_impl<long int, main(int, char**)::<lambda(long int)>&, long int>",
+		"std::thread::_State_impl<std::thread::_Invoker<std::tuple<main()::<lambda()> > > >::_M_run(void)":                                                                                                                "std::thread::_State_impl<std::thread::_Invoker<std::tuple<main()::<lambda()> > > >::_M_run",
+		"std::function<long (long)>::operator()(long) const": "std::function<long (long)>::operator()",
+		"app::label[abi:cxx11](int)":                         "app::label[abi:cxx11]",
+		"operator()(void)":                                   "operator()",
 	} {
 		require.Equal(t, want, Normalize(in), in)
 	}

@@ -5,7 +5,9 @@
 // debug/dwarf; line programs with its own decoder), compressed debug sections
 // (SHF_COMPRESSED zlib/zstd and .zdebug), split debug files made by
 // objcopy --only-keep-debug, and falls back to .symtab/.dynsym. Names are
-// demangled for C++ and Rust (legacy and v0).
+// gdb's: C++ functions named from DWARF as gdb composes and canonicalizes
+// them (cxxname.go, cpname.go), symbols demangled for C++ and Rust (legacy
+// and v0).
 //
 // Trust: the input may be hostile. Every size and count read from the file is
 // checked against the bytes present before it is used to allocate;

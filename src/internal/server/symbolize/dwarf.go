@@ -60,6 +60,10 @@ type dwarfIndex struct {
 	byAranges bool        // ranges are .debug_aranges' (else every unit's own)
 	ranges    []unitRange // sorted by lo
 	rangesMax []uint64    // rangesMax[i] = max(ranges[:i+1].hi)
+	sites     sync.Map    // *unit -> *unitSites, built on first use (callsites.go)
+	// cxxTypeNames caches gdb's names of C++ types: dwarf.Offset -> string
+	// ("" for an unnamed type).
+	cxxTypeNames sync.Map
 }
 
 // dwarfData reads DIEs of the active units (the latest *dwarf.Data).
@@ -805,10 +809,17 @@ func (x *dwarfIndex) keepRanges(rs [][2]uint64) [][2]uint64 {
 	return out
 }
 
-// unitFor returns the unit covering pc (nil when none does); with
+// unitFor returns the unit covering pc, nil when none does or it cannot be
+// read (see unitForPC).
+func (x *dwarfIndex) unitFor(pc uint64) *unit {
+	u, _ := x.unitForPC(pc)
+	return u
+}
+
+// unitForPC returns the unit covering pc (nil when none does); with
 // overlapping units the smallest range wins. Linear only in the number of
 // ranges that overlap pc.
-func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
+func (x *dwarfIndex) unitForPC(pc uint64) (*unit, error) {
 	if err := x.index(); err != nil {
 		return nil, err
 	}
@@ -856,7 +867,7 @@ func (x *dwarfIndex) unitFor(pc uint64) (*unit, error) {
 	if !x.byAranges { // tables need the file's offsets: every unit was read instead
 		x.mu.Unlock()
 		defer x.mu.Lock()
-		return x.unitFor(pc)
+		return x.unitForPC(pc)
 	}
 	var u *unit
 	var size uint64
@@ -980,6 +991,42 @@ func (x *dwarfIndex) rangeList5(d *dwarf.Data, b activeRef, off int64, rl []byte
 			ret = append(ret, [2]uint64{lo, lo + n})
 		}
 	}
+}
+
+// allUnits makes every unit readable and returns the compile units, in
+// section order (nil when the DWARF cannot be read).
+func (x *dwarfIndex) allUnits() []*unit {
+	if x.index() != nil {
+		return nil
+	}
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	if x.scanThrough(dwarf.Offset(x.sec.info.len())) != nil {
+		return nil
+	}
+	idx := make([]int, len(x.bounds))
+	for i := range idx {
+		idx[i] = i
+	}
+	if x.activate(idx) != nil {
+		return nil
+	}
+	var out []*unit
+	for _, b := range x.bounds {
+		if b.u != nil {
+			out = append(out, b.u)
+		}
+	}
+	return out
+}
+
+// boundsOf returns the bounds (first and end in the offsets data reads) of
+// the unit holding the DIE at off.
+func (x *dwarfIndex) boundsOf(off dwarf.Offset) (unitBounds, bool) {
+	if u := x.unitAt(off); u != nil {
+		return u.bounds, true
+	}
+	return unitBounds{}, false
 }
 
 // unitAt returns the unit holding the DIE at off (an offset in the compact

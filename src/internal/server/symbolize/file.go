@@ -25,7 +25,7 @@ type File struct {
 
 // Frame is one entry of a symbolized address, see Lookup.
 type Frame struct {
-	Function   string // demangled; without parameters when it comes from DWARF, as gdb prints it
+	Function   string // as gdb names the frame: from DWARF without parameters, unless gdb's C++ parser rejects the name (then with them)
 	Mangled    string // the linkage name when it differs from Function
 	File       string // source file as recorded in DWARF (comp_dir joined when relative)
 	Line       int    // 0 when unknown
@@ -117,7 +117,7 @@ func (f *File) BuildID() string { return f.buildID }
 // addr.
 func (f *File) Lookup(addr uint64) ([]Frame, error) {
 	if f.dw != nil {
-		u, err := f.dw.unitFor(addr)
+		u, err := f.dw.unitForPC(addr)
 		if err != nil {
 			return nil, err
 		}
@@ -151,7 +151,7 @@ func (f *File) Prefetch(addrs []uint64) {
 		if i > 0 && a == sorted[i-1] {
 			continue
 		}
-		if u, err := f.dw.unitFor(a); err == nil && u != nil && (len(units) == 0 || units[len(units)-1] != u) {
+		if u, err := f.dw.unitForPC(a); err == nil && u != nil && (len(units) == 0 || units[len(units)-1] != u) {
 			units = append(units, u)
 		}
 	}

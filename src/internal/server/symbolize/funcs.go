@@ -19,6 +19,9 @@ type unitState struct {
 	funcsMax []uint64
 	nodes    []node
 	decls    map[dwarf.Offset]*declInfo
+	// scopes places the namespaces, types and functions of a C++ unit in
+	// its DIE tree, sorted by offset (see cxxname.go).
+	scopes []scopeEntry
 
 	mu    sync.Mutex
 	names map[int32]nameResult
@@ -117,8 +120,10 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 	type level struct {
 		scope string
 		node  int32
+		die   dwarf.Offset // nearest enclosing C++ scope DIE (the unit's at the top)
 	}
-	stack := []level{{node: -1}}
+	stack := []level{{node: -1, die: cu.Offset}}
+	cxx := cxxLangs[u.lang]
 	// Names are kept for every subprogram: share equal strings, cap long
 	// ones, and charge what is kept to the file's name budget.
 	interned := map[string]string{}
@@ -156,6 +161,10 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 		}
 		top := stack[len(stack)-1]
 		next := top
+		if cxx && cxxScopeTags[e.Tag] {
+			st.scopes = append(st.scopes, scopeEntry{off: e.Offset, parent: top.die, tag: e.Tag})
+			next.die = e.Offset
+		}
 		switch {
 		case scopeTags[e.Tag]:
 			name, _ := e.Val(dwarf.AttrName).(string)
@@ -195,6 +204,13 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 		case e.Tag == dwarf.TagInlinedSubroutine:
 			next.node = -1
 			if top.node < 0 {
+				break
+			}
+			if e.Val(dwarf.AttrCallFile) == nil || e.Val(dwarf.AttrCallLine) == nil {
+				// gdb reads an inlined call without its call site as a
+				// lexical block: no frame; calls inside it belong to the
+				// enclosing function (read_func_scope).
+				next.node = top.node
 				break
 			}
 			rs, err := x.data.Ranges(e)

@@ -56,12 +56,46 @@ func probe(t *testing.T, f *File) {
 			t.Fatalf("%#x: outermost frame is inlined", a)
 		}
 	}
+	probeCallSites(t, f, addrs)
+}
+
+// probeCallSites asks the call-site index about the probed addresses, the functions around
+// them and the targets of the call sites found.
+func probeCallSites(t *testing.T, f *File, addrs []uint64) {
+	for _, a := range addrs {
+		if cs, ok, err := f.CallSiteAt(a); err == nil && ok && cs.PC != a {
+			t.Fatalf("call site at %#x says %#x", a, cs.PC)
+		}
+		start, ok, err := f.FunctionStart(a)
+		if err != nil || !ok {
+			continue
+		}
+		sites, _, _ := f.TailCalls(start)
+		for i, cs := range sites {
+			if !cs.Tail {
+				t.Fatalf("%#x: tail-call list holds a call", start)
+			}
+			if i < 8 {
+				for _, tg := range cs.Targets {
+					f.TailCalls(tg)
+				}
+				f.SymbolAddress(cs.Symbol)
+			}
+		}
+	}
 }
 
 // FuzzOpen feeds whole ELF files to NewFile and Lookup (which builds the
 // line-table and inline indexes of the units it lands in).
 func FuzzOpen(f *testing.F) {
 	for _, b := range fixtureBinaries(f) {
+		f.Add(b)
+	}
+	if b, err := os.ReadFile("../../../testdata/corpus/c-tailcalls/x86_64/c-tailcalls"); err == nil {
+		f.Add(b)
+	}
+	// a C++ program, for the names built from DWARF (cxxname.go)
+	if b, err := os.ReadFile("../../../testdata/corpus/cpp-segv-template/x86_64/cpp-segv-template"); err == nil {
 		f.Add(b)
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {

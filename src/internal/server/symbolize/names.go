@@ -31,7 +31,12 @@ func (x *dwarfIndex) nodeName(u *unit, st *unitState, id int32) nameResult {
 	if ok {
 		return r
 	}
-	r = x.resolveName(u, st, st.nodes[id].die)
+	if n := &st.nodes[id]; cxxLangs[u.lang] {
+		frame, _, linkage := x.cxxFrameName(n.die, n.inlined)
+		r = nameResult{function: frame, mangled: mangledIfDifferent(frame, linkage)}
+	} else {
+		r = x.resolveName(u, st, n.die)
+	}
 	if x.names.take(len(r.function)) { // else answer without caching
 		st.mu.Lock()
 		st.names[id] = r
@@ -117,23 +122,8 @@ func (x *dwarfIndex) foreignDecl(off dwarf.Offset) *declInfo {
 	if v, ok := x.foreign.Load(off); ok {
 		return v.(*declInfo)
 	}
-	u := x.unitAt(off)
-	if u == nil {
-		return nil
-	}
-	b := u.bounds
-	r := x.data.Reader()
-	// Read the unit's own entry first: it carries the bases that indexed
-	// forms (strx, addrx) in its other DIEs need.
-	r.Seek(b.first)
-	if _, err := r.Next(); err != nil {
-		return nil
-	}
-	if off != b.first {
-		r.Seek(off)
-	}
 	var d *declInfo
-	if e, err := r.Next(); err == nil && e != nil && e.Offset == off {
+	if e := x.entryAt(off); e != nil {
 		d = &declInfo{}
 		d.name, _ = e.Val(dwarf.AttrName).(string)
 		d.linkage = linkageName(e)
@@ -142,6 +132,8 @@ func (x *dwarfIndex) foreignDecl(off dwarf.Offset) *declInfo {
 		if len(d.name) > maxSymbolName || len(d.linkage) > maxSymbolName || !x.names.take(len(d.name)+len(d.linkage)) {
 			d.name, d.linkage = "", ""
 		}
+	} else if _, ok := x.boundsOf(off); !ok {
+		return nil
 	}
 	if d == nil {
 		d = &declInfo{}
@@ -166,7 +158,173 @@ func Demangle(name string) string {
 	if !looksMangled(name) {
 		return name
 	}
+	if !isRustLegacy(name) {
+		if a, err := demangle.ToAST(name, demangleLimit); err == nil {
+			if s, ok := cpPrint(libibertyStyle(a)); ok {
+				return s
+			}
+		}
+	}
 	return demangle.Filter(name, demangleLimit)
+}
+
+// isRustLegacy recognises a Rust symbol of the legacy mangling, which
+// looks like C++ but ends with a hash ("..17h0123456789abcdefE"), as the
+// demangle package does.
+func isRustLegacy(name string) bool {
+	if !strings.HasPrefix(name, "_ZN") {
+		return false
+	}
+	if pos := strings.LastIndex(name, "E."); pos > 0 {
+		name = name[:pos+1]
+	}
+	return strings.HasSuffix(name, "E") && len(name) > 23 && name[len(name)-20:len(name)-17] == "17h"
+}
+
+// libibertyStyle rewrites a demangled C++ tree where the demangle
+// package prints differently from libiberty (gdb's demangler):
+// libiberty names an inheriting constructor after the base class it
+// inherits from, and prints an argument list element by element, keeping
+// the place of an empty pack that something follows ("f<, int>",
+// "g<a, , b>") and dropping the empty ones at the end, also inside a pack.
+// (libiberty also omits the space of "> >" after such a dropped pack; the
+// demangle package's printer cannot do that.)
+//
+// A demangled tree shares the subtrees that substitutions repeat, and
+// Copy walks them as a tree: a hostile name makes that exponential. The
+// rewrite is only done when the tree, walked that way, is small and has
+// something to change.
+func libibertyStyle(a demangle.AST) demangle.AST {
+	visits, change := 0, false
+	a.Traverse(func(n demangle.AST) bool {
+		visits++
+		switch n := n.(type) {
+		case *demangle.Constructor:
+			change = change || n.Base != nil
+		case *demangle.Template:
+			change = change || hasEmptyArg(n.Args)
+		case *demangle.ArgumentPack:
+			change = change || hasEmptyArg(n.Args)
+		case *demangle.FunctionType:
+			change = change || hasEmptyArg(n.Args)
+		}
+		return visits <= maxStyleVisits
+	})
+	if !change || visits > maxStyleVisits {
+		return a
+	}
+	out := a.Copy(func(n demangle.AST) demangle.AST {
+		switch n := n.(type) {
+		case *demangle.Constructor:
+			if n.Base != nil {
+				if last := lastName(n.Base); last != nil {
+					return &demangle.Constructor{Name: last}
+				}
+			}
+		case *demangle.Template:
+			if args, ok := libibertyArgs(n.Args); ok {
+				return &demangle.Template{Name: n.Name, Args: args}
+			}
+		case *demangle.ArgumentPack:
+			if args, ok := libibertyArgs(n.Args); ok {
+				return &demangle.ArgumentPack{Args: args}
+			}
+		case *demangle.FunctionType:
+			if args, ok := libibertyArgs(n.Args); ok {
+				return &demangle.FunctionType{Return: n.Return, Args: args, ForLocalName: n.ForLocalName}
+			}
+		}
+		return nil
+	}, func(demangle.AST) bool { return false })
+	if out == nil {
+		return a
+	}
+	return out
+}
+
+// maxStyleVisits bounds the tree libibertyStyle rewrites.
+const maxStyleVisits = 1 << 14
+
+func hasEmptyArg(args []demangle.AST) bool {
+	for _, a := range args {
+		if emptyArg(a) {
+			return true
+		}
+	}
+	return false
+}
+
+// lastName is the unqualified name at the end of a (maybe qualified,
+// maybe template) name, as libiberty's last_name.
+func lastName(a demangle.AST) demangle.AST {
+	for i := 0; i < maxCPNameDepth; i++ {
+		switch n := a.(type) {
+		case *demangle.Qualified:
+			a = n.Name
+		case *demangle.Template:
+			a = n.Name
+		case *demangle.Name:
+			return n
+		default:
+			return nil
+		}
+	}
+	return nil
+}
+
+// libibertyArgs drops the empty elements at the end of an argument list
+// and replaces the others by empty names, which print as nothing between
+// commas; ok is false when there is nothing to change.
+func libibertyArgs(args []demangle.AST) ([]demangle.AST, bool) {
+	last := -1
+	empties := 0
+	for i, a := range args {
+		if emptyArg(a) {
+			empties++
+		} else {
+			last = i
+		}
+	}
+	if empties == 0 {
+		return nil, false
+	}
+	out := append([]demangle.AST(nil), args[:last+1]...)
+	for i, a := range out {
+		if emptyArg(a) {
+			out[i] = &demangle.Name{Name: ""}
+		}
+	}
+	return out, true
+}
+
+// emptyArg reports an argument that prints as nothing: an empty pack or
+// expression list (looking at no more than 256 nodes: packs of packs can
+// be shared).
+func emptyArg(a demangle.AST) bool {
+	budget := 256
+	return emptyArgWithin(a, &budget)
+}
+
+func emptyArgWithin(a demangle.AST, budget *int) bool {
+	if *budget--; *budget < 0 {
+		return false
+	}
+	switch n := a.(type) {
+	case *demangle.ArgumentPack:
+		for _, x := range n.Args {
+			if !emptyArgWithin(x, budget) {
+				return false
+			}
+		}
+		return true
+	case *demangle.ExprList:
+		return len(n.Exprs) == 0
+	case *demangle.PackExpansion:
+		return n.Pack != nil && emptyArgWithin(n.Base, budget)
+	case *demangle.Name:
+		return n.Name == ""
+	}
+	return false
 }
 
 // demangleNoParams is Demangle without the function's parameters (and

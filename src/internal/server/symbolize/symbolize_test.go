@@ -81,6 +81,8 @@ func TestOracleC(t *testing.T) {
 		{"cpp-O0", "g++", "templates.cpp", []string{"-g", "-O0"}},
 		{"cpp-O2", "g++", "templates.cpp", []string{"-g", "-O2"}},
 		{"cpp-O2-dwarf4", "g++", "templates.cpp", []string{"-gdwarf-4", "-O2"}},
+		{"cpp-lambdas-O0", "g++", "lambdas.cpp", []string{"-g", "-O0", "-pthread"}},
+		{"cpp-lambdas-O2", "g++", "lambdas.cpp", []string{"-g", "-O2", "-pthread"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -17,6 +17,7 @@ type symbol struct {
 	name         string
 	secLo, secHi uint64 // the section the symbol belongs to
 	isFunc       bool
+	global       bool // STB_GLOBAL, STB_WEAK or STB_GNU_UNIQUE
 	// zeroAlias is the best zero-sized symbol at the same address as a sized
 	// one: gdb falls back to it for addresses past the sized symbol's end.
 	zeroAlias string
@@ -28,6 +29,7 @@ type symbol struct {
 type symtab struct {
 	syms      []symbol
 	prevSized []int32
+	names     *nameIndex // every symbol by name, for call-site targets (symnames.go)
 
 	once sync.Once
 	load func() (*symtab, error) // nil once read
@@ -73,7 +75,7 @@ func (st *symtab) table() *symtab {
 		t, err := st.load()
 		st.load = nil
 		if err == nil {
-			st.syms, st.prevSized = t.syms, t.prevSized
+			st.syms, st.prevSized, st.names = t.syms, t.prevSized, t.names
 		}
 	})
 	return st
@@ -200,6 +202,7 @@ func readSymbolSection(r io.ReaderAt, f *elf.File, s *elf.Section, fileSize int6
 			addr: value, size: size, name: name,
 			secLo: sec.Addr, secHi: secHi,
 			isFunc: typ == elf.STT_FUNC || typ == sttGNUIFunc,
+			global: isGlobal(elf.SymBind(info >> 4)),
 		})
 	}
 	return out, names, nil
@@ -259,7 +262,7 @@ func newSymtab(all []symbol) *symtab {
 		}
 		return cmp.Compare(a, b)
 	})
-	st := &symtab{syms: make([]symbol, 0, len(all))}
+	st := &symtab{syms: make([]symbol, 0, len(all)), names: newNameIndex(all)}
 	for _, i := range order {
 		s := &all[i]
 		if n := len(st.syms); n > 0 && st.syms[n-1].addr == s.addr {

@@ -97,18 +97,40 @@ func signalName(n int) string {
 	return fmt.Sprintf("signal %d", n)
 }
 
+// Limits bound the memory of one analysis by what it may produce: the threads it unwinds and
+// the frames of all of them together (a hostile core can claim a hundred thousand threads
+// within elfcore's note limit). Real processes stay far below the defaults.
+type Limits struct {
+	MaxThreads int // threads unwound per core (default 4096)
+	MaxFrames  int // frames per core, all threads together (default 131072)
+}
+
+// DefaultLimits are the limits used where a field is 0.
+var DefaultLimits = Limits{MaxThreads: 4096, MaxFrames: 1 << 17}
+
+func (l Limits) withDefaults() Limits {
+	if l.MaxThreads <= 0 {
+		l.MaxThreads = DefaultLimits.MaxThreads
+	}
+	if l.MaxFrames <= 0 {
+		l.MaxFrames = DefaultLimits.MaxFrames
+	}
+	return l
+}
+
 // Analyze unwinds and symbolizes every thread of a stored core and fingerprints its crash.
-func Analyze(ctx context.Context, st *store.Store, syms *symstore.Store, g *group.Grouper, c *store.Core, maxCore int64) (*Analysis, error) {
+func Analyze(ctx context.Context, st *store.Store, syms *symstore.Store, g *group.Grouper, c *store.Core, maxCore int64, lim Limits) (*Analysis, error) {
 	f, size, cleanup, err := openCore(st, c, maxCore)
 	if err != nil {
 		return nil, err
 	}
 	defer cleanup()
-	return AnalyzeCore(ctx, f, size, c, syms, g)
+	return AnalyzeCore(ctx, f, size, c, syms, g, lim)
 }
 
 // AnalyzeCore analyses an uncompressed core held by f; c gives the upload's metadata.
-func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, syms *symstore.Store, g *group.Grouper) (*Analysis, error) {
+func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, syms *symstore.Store, g *group.Grouper, lim Limits) (*Analysis, error) {
+	lim = lim.withDefaults()
 	core, err := elfcore.ReadCore(io.NewSectionReader(f, 0, size), elfcore.DefaultLimits)
 	if err != nil {
 		return nil, fmt.Errorf("core: %w", err)
@@ -169,47 +191,80 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	set := unwind.NewModuleSet(mods)
 
 	// Every thread is unwound first, so that each symbol file learns all the addresses it
-	// is asked about before the first lookup (see symbolize.File.Prefetch).
-	walks := make([]unwind.Result, len(proc.Threads))
-	for ti, th := range proc.Threads {
+	// is asked about before the first lookup (see symbolize.File.Prefetch). nil: not unwound,
+	// the frame budget being spent.
+	walks := make([]*unwind.Result, min(len(proc.Threads), lim.MaxThreads))
+	frameBudget := lim.MaxFrames
+	for ti, th := range proc.Threads[:len(walks)] {
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		walks[ti] = unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{})
+		if frameBudget <= 0 {
+			continue
+		}
+		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{MaxFrames: min(unwind.DefaultMaxFrames, frameBudget)})
+		frameBudget -= len(res.Frames)
+		walks[ti] = &res
 	}
 	prefetchSymbols(walks, set, symsByModule, core.Header.Machine)
 
 	missing := map[string]bool{}
+	tails := newTailCalls(set, mods, symsByModule, core.Header.Machine)
 	for ti, th := range proc.Threads {
 		if err := ctx.Err(); err != nil {
 			return nil, err
+		}
+		if ti == lim.MaxThreads {
+			tr.Notes = append(tr.Notes, fmt.Sprintf("%d threads; only the first %d were analysed", len(proc.Threads), lim.MaxThreads))
+			break
 		}
 		t := Thread{TID: int(th.TID), Crashed: ti == 0}
 		for i, name := range proc.Arch.Regs {
 			t.Registers = append(t.Registers, Register{Name: name, Value: fmt.Sprintf("%#x", th.Regs[i])})
 		}
-		res := walks[ti]
+		if walks[ti] == nil {
+			t.Stop = fmt.Sprintf("not unwound: the core's budget of %d frames is spent", lim.MaxFrames)
+			tr.Threads = append(tr.Threads, t)
+			continue
+		}
+		res := *walks[ti]
 		t.Stop = res.Stop
 		for fi, fr := range res.Frames {
-			t.Frames = append(t.Frames, symbolizeFrame(fi, fr, set, symsByModule, core.Header.Machine, missing)...)
+			// Frame 0 and a frame a signal interrupted hold the pc of the next instruction to
+			// run, not a return address.
+			exact := fi == 0 || res.Frames[fi-1].Signal
+			t.Frames = append(t.Frames, symbolizeFrame(exact, fr, set, symsByModule, core.Header.Machine, missing)...)
+			if fi+1 < len(res.Frames) && !fr.Signal {
+				t.Frames = append(t.Frames, tails.frames(exact, fr, res.Frames[fi+1], missing)...)
+			}
 		}
 		if ti == 0 {
 			tr.CrashingThread = t.TID
 		}
 		tr.Threads = append(tr.Threads, t)
 	}
+	if tails.exhausted {
+		tr.Notes = append(tr.Notes, "tail-call frames: search budget exhausted, some may be missing")
+	}
 	for id := range missing {
 		tr.MissingSymbols = append(tr.MissingSymbols, id)
 	}
 	sort.Strings(tr.MissingSymbols)
 
+	// Tail-call frames stay out of the fingerprint: whether they can be shown depends on the
+	// call-site information of code far from the crash, which changes between builds.
 	crashed := tr.Threads[0].Frames
-	gf := make([]group.Frame, len(crashed))
+	var gf []group.Frame
+	var gfIndex []int // trace frame of each gf entry
 	for i, fr := range crashed {
 		var off uint64
 		fmt.Sscanf(fr.Offset, "0x%x", &off)
-		gf[i] = group.Frame{Function: fr.Function, Module: fr.Module, BuildID: fr.BuildID, Offset: off, File: fr.File, Line: fr.Line}
-		tr.Threads[0].Frames[i].InApp = g.InApp(gf[i])
+		f := group.Frame{Function: fr.Function, Module: fr.Module, BuildID: fr.BuildID, Offset: off, File: fr.File, Line: fr.Line}
+		tr.Threads[0].Frames[i].InApp = g.InApp(f)
+		if fr.Method != MethodTailCall {
+			gf = append(gf, f)
+			gfIndex = append(gfIndex, i)
+		}
 	}
 	for ti := 1; ti < len(tr.Threads); ti++ {
 		for i, fr := range tr.Threads[ti].Frames {
@@ -217,28 +272,35 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		}
 	}
 	fp := g.Fingerprint(tr.Signal, gf)
+	for i, k := range fp.Frames {
+		fp.Frames[i] = gfIndex[k]
+	}
 	tr.Fingerprint, tr.FingerprintKey = fp.Frames, fp.Keys
 	return &Analysis{Trace: tr, Fingerprint: fp, Title: title(tr, fp)}, nil
 }
 
-// prefetchSymbols tells each module's symbol file the addresses its frames will look up.
-func prefetchSymbols(walks []unwind.Result, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine) {
+// prefetchSymbols tells each module's symbol file the addresses its frames will look up (as
+// symbolizeFrame looks them up).
+func prefetchSymbols(walks []*unwind.Result, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine) {
 	addrs := map[*symbolize.File][]uint64{}
 	for _, res := range walks {
+		if res == nil {
+			continue
+		}
 		for fi, fr := range res.Frames {
 			pc := fr.PC
 			if machine == elf.EM_ARM {
 				pc &^= 1
 			}
 			m := set.ModuleAt(pc)
-			if m == nil || syms[m] == nil || syms[m].Sym == nil {
+			if fr.Signal || m == nil || syms[m] == nil || syms[m].Sym == nil {
 				continue
 			}
-			link := pc - m.Bias
-			if fi > 0 && fr.Method != unwind.Method("context") && link > 0 {
-				link-- // as symbolizeFrame looks it up
+			lookup := pc - m.Bias
+			if exact := fi == 0 || res.Frames[fi-1].Signal; !exact && lookup > 0 {
+				lookup--
 			}
-			addrs[syms[m].Sym] = append(addrs[syms[m].Sym], link)
+			addrs[syms[m].Sym] = append(addrs[syms[m].Sym], lookup)
 		}
 	}
 	for f, a := range addrs {
@@ -246,23 +308,34 @@ func prefetchSymbols(walks []unwind.Result, set *unwind.ModuleSet, syms map[*unw
 	}
 }
 
+// SignalFrameName names a signal trampoline frame, as gdb does.
+const SignalFrameName = "<signal handler called>"
+
 // symbolizeFrame turns one unwound frame into trace frames: the inlined calls at its pc, then
-// the function that contains it.
-func symbolizeFrame(index int, fr unwind.Frame, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine, missing map[string]bool) []Frame {
+// the function that contains it. exact says the pc is not a return address.
+func symbolizeFrame(exact bool, fr unwind.Frame, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine, missing map[string]bool) []Frame {
 	pc := fr.PC
 	if machine == elf.EM_ARM {
 		pc &^= 1
 	}
 	base := Frame{PC: fmt.Sprintf("%#x", pc), Method: string(fr.Method), Symbols: "missing"}
 	m := set.ModuleAt(pc)
+	if fr.Signal {
+		// The kernel's return path of a signal handler: named as such, whatever symbol
+		// (__restore_rt, runtime.sigreturn__sigaction) the trampoline has.
+		base.Function, base.Signal, base.Symbols = SignalFrameName, true, "signal"
+	}
 	if m == nil {
 		return []Frame{base}
 	}
 	base.Module, base.BuildID = m.Path, m.BuildID
 	link := pc - m.Bias
 	base.Offset = fmt.Sprintf("%#x", link)
+	if fr.Signal {
+		return []Frame{base}
+	}
 	lookup := link
-	if index > 0 && fr.Method != unwind.Method("context") && lookup > 0 {
+	if !exact && lookup > 0 {
 		lookup-- // a return address: the call is the instruction before it
 	}
 	sy := syms[m]
@@ -273,11 +346,6 @@ func symbolizeFrame(index int, fr unwind.Frame, set *unwind.ModuleSet, syms map[
 		return []Frame{base}
 	}
 	frames, err := sy.Sym.Lookup(lookup)
-	if (err != nil || len(frames) == 0) && lookup != link {
-		// A return address at the very start of a function (a signal trampoline's restorer
-		// is "returned" to, not called): the address itself is the one to name.
-		frames, err = sy.Sym.Lookup(link)
-	}
 	if err != nil || len(frames) == 0 {
 		return []Frame{base}
 	}

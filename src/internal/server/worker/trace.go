@@ -60,9 +60,14 @@ type Frame struct {
 	File     string `json:"file,omitempty"`
 	Line     int    `json:"line,omitempty"`
 	Inlined  bool   `json:"inlined,omitempty"`
-	Method   string `json:"method"`  // how the frame was found: context, cfi, arm_exidx, frame_pointer
-	Symbols  string `json:"symbols"` // dwarf, symtab, or missing
-	InApp    bool   `json:"in_app"`
+	// Method says how the frame was found: context, cfi, arm_exidx, prologue, frame_pointer,
+	// sigcontext, frameless, or tailcall (not on the stack: a function that left by a tail
+	// call, known from DWARF call-site information; its PC is the return address of that jump,
+	// and it stays out of the fingerprint).
+	Method  string `json:"method"`
+	Symbols string `json:"symbols"`          // dwarf, symtab, signal (a signal trampoline), or missing
+	Signal  bool   `json:"signal,omitempty"` // a signal trampoline; the next frame is the one it interrupted
+	InApp   bool   `json:"in_app"`
 }
 
 // Module is one mapped ELF file.

@@ -1,5 +1,6 @@
 // Package worker turns stored cores into analysed traces: unwind every thread, symbolize
-// every frame, fingerprint the crash, and file it under an issue. Each core is one job with a
+// every frame, add the frames of functions that left by a tail call (from DWARF call sites, as
+// gdb does: tailcall.go), fingerprint the crash, and file it under an issue. Each core is one job with a
 // time budget; hostile input becomes an error on that job, never a crashed server.
 package worker
 
@@ -22,6 +23,7 @@ type Config struct {
 	Workers     int           // concurrent jobs (default 2)
 	JobTimeout  time.Duration // per core (default 60 s)
 	MaxCoreSize int64         // uncompressed bytes (default 1 GiB)
+	Limits      Limits        // threads and frames per core
 }
 
 // Event says what a finished job did to the issues.
@@ -133,7 +135,7 @@ func (w *Worker) process(ctx context.Context, id int64) {
 				done <- outcome{err: fmt.Errorf("analysis crashed: %v\n%s", r, debug.Stack())}
 			}
 		}()
-		a, err := Analyze(ctx, w.st, w.syms, w.group, c, w.cfg.MaxCoreSize)
+		a, err := Analyze(ctx, w.st, w.syms, w.group, c, w.cfg.MaxCoreSize, w.cfg.Limits)
 		done <- outcome{a, err}
 	}()
 	var o outcome

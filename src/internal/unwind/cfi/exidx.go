@@ -117,6 +117,20 @@ func (x *EXIDX) Lookup(pc uint64) (*EHABIEntry, error) {
 	return x.decode(i)
 }
 
+// EntryStart returns the start of the index entry covering pc (a link-time address), whatever
+// the entry holds (EXIDX_CANTUNWIND included): the start of a function, or of code the linker
+// found without unwind information. False when pc is below the first entry.
+func (x *EXIDX) EntryStart(pc uint64) (uint64, bool) {
+	if x == nil || pc > 0xffffffff {
+		return 0, false
+	}
+	i := sort.Search(len(x.starts), func(i int) bool { return uint64(x.starts[i]) > pc }) - 1
+	if i < 0 {
+		return 0, false
+	}
+	return uint64(x.starts[i]), true
+}
+
 func (x *EXIDX) decode(i int) (*EHABIEntry, error) {
 	e := &EHABIEntry{Start: uint64(x.starts[i]), Offset: uint64(x.offs[i])}
 	w := x.words[i]

@@ -155,6 +155,22 @@ func TestEXIDXDecode(t *testing.T) {
 	}
 	e, _ := x.Lookup(0x1500)
 	require.Equal(t, uint64(extabAddr+16-16), e.PersonalityAddr)
+
+	// EntryStart answers for every entry, malformed ones included.
+	for _, tc := range []struct {
+		pc, start uint64
+		ok        bool
+	}{
+		{0xfff, 0, false}, {0x1000, 0x1000, true}, {0x1150, 0x1100, true},
+		{0x1650, 0x1600, true}, {0x1950, 0x1900, true}, {1 << 32, 0, false},
+	} {
+		start, ok := x.EntryStart(tc.pc)
+		require.Equal(t, tc.ok, ok, "pc %#x", tc.pc)
+		require.Equal(t, tc.start, start, "pc %#x", tc.pc)
+	}
+	start, ok := (*EXIDX)(nil).EntryStart(0x1000)
+	require.False(t, ok)
+	require.Zero(t, start)
 }
 
 func TestParseEXIDXMalformed(t *testing.T) {
