@@ -278,3 +278,26 @@ func TestAnyOffsetForms(t *testing.T) {
 		}
 	}
 }
+
+// FuzzOpenLazy is FuzzOpen with the index read on demand (through
+// .debug_aranges, units copied one by one) whatever the file's size.
+func FuzzOpenLazy(f *testing.F) {
+	for _, b := range fixtureBinaries(f) {
+		f.Add(b)
+	}
+	if b, err := os.ReadFile("../../../testdata/corpus/c-o2-inline/x86_64/c-o2-inline"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		defer func(v int) { eagerIndexBytes = v }(eagerIndexBytes)
+		eagerIndexBytes = 0
+		file, err := NewFile(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		if file.dw != nil {
+			file.dw.allUnits() // and every unit, in compact order
+		}
+		probe(t, file)
+	})
+}
