@@ -43,6 +43,15 @@ type dwarfIndex struct {
 	foreign sync.Map // dwarf.Offset -> *declInfo, DIEs read outside a unit walk
 	names   *budget  // bytes of names and paths the unit indexes may keep
 
+	sites sync.Map // *unit -> *unitSites, built on first use (callsites.go)
+	// cxxTypeNames caches gdb's names of C++ types: dwarf.Offset -> string
+	// ("" for an unnamed type).
+	cxxTypeNames sync.Map
+
+	indexOnce sync.Once
+	indexErr  error
+	noAranges bool // index every unit even with .debug_aranges (tests)
+
 	mu      sync.Mutex   // guards the fields below
 	bounds  []unitBounds // every unit header read so far, in section order
 	scanned int          // .debug_info bytes covered by bounds
@@ -54,16 +63,9 @@ type dwarfIndex struct {
 	full           bool              // ... in section order, from the start: offsets are the file's
 	offsetForms    chan bool         // some table has forms holding .debug_info offsets (sent once)
 
-	indexOnce sync.Once
-	indexErr  error
-	noAranges bool        // index every unit even with .debug_aranges (tests)
 	byAranges bool        // ranges are .debug_aranges' (else every unit's own)
 	ranges    []unitRange // sorted by lo
 	rangesMax []uint64    // rangesMax[i] = max(ranges[:i+1].hi)
-	sites     sync.Map    // *unit -> *unitSites, built on first use (callsites.go)
-	// cxxTypeNames caches gdb's names of C++ types: dwarf.Offset -> string
-	// ("" for an unnamed type).
-	cxxTypeNames sync.Map
 }
 
 // dwarfData reads DIEs of the active units (the latest *dwarf.Data).
@@ -823,66 +825,66 @@ func (x *dwarfIndex) unitForPC(pc uint64) (*unit, error) {
 	if err := x.index(); err != nil {
 		return nil, err
 	}
-	var hdrs []dwarf.Offset
-	var best *unitRange
-	i := sort.Search(len(x.ranges), func(i int) bool { return x.ranges[i].lo > pc }) - 1
-	for ; i >= 0 && x.rangesMax[i] > pc; i-- {
-		r := &x.ranges[i]
-		if pc >= r.hi {
-			continue
-		}
-		if best == nil || r.hi-r.lo < best.hi-best.lo {
-			best = r
-		}
-		hdrs = append(hdrs, r.hdr)
-	}
-	if best == nil {
-		return nil, nil
-	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	if !x.byAranges {
-		if j := x.boundsIndex(best.hdr); j >= 0 {
-			return x.bounds[j].u, nil
+	for {
+		var hdrs []dwarf.Offset
+		var best *unitRange
+		i := sort.Search(len(x.ranges), func(i int) bool { return x.ranges[i].lo > pc }) - 1
+		for ; i >= 0 && x.rangesMax[i] > pc; i-- {
+			r := &x.ranges[i]
+			if pc >= r.hi {
+				continue
+			}
+			if best == nil || r.hi-r.lo < best.hi-best.lo {
+				best = r
+			}
+			hdrs = append(hdrs, r.hdr)
 		}
-		return nil, nil
-	}
-	// The address table names the candidates; their own ranges decide.
-	slices.Sort(hdrs)
-	var idx []int
-	for k, h := range hdrs {
-		if k > 0 && h == hdrs[k-1] {
-			continue
+		if best == nil {
+			return nil, nil
 		}
-		if err := x.scanThrough(h); err != nil {
-			return nil, err
+		if !x.byAranges {
+			if j := x.boundsIndex(best.hdr); j >= 0 {
+				return x.bounds[j].u, nil
+			}
+			return nil, nil
 		}
-		if j := x.boundsIndex(h); j >= 0 && x.bounds[j].hdr == h {
-			idx = append(idx, j)
-		}
-	}
-	if err := x.activate(idx); err != nil {
-		return nil, err
-	}
-	if !x.byAranges { // tables need the file's offsets: every unit was read instead
-		x.mu.Unlock()
-		defer x.mu.Lock()
-		return x.unitForPC(pc)
-	}
-	var u *unit
-	var size uint64
-	for _, j := range idx {
-		cand := x.bounds[j].u
-		if cand == nil {
-			continue
-		}
-		for _, rg := range cand.ranges {
-			if pc >= rg[0] && pc < rg[1] && (u == nil || rg[1]-rg[0] < size) {
-				u, size = cand, rg[1]-rg[0]
+		// The address table names the candidates; their own ranges decide.
+		slices.Sort(hdrs)
+		var idx []int
+		for k, h := range hdrs {
+			if k > 0 && h == hdrs[k-1] {
+				continue
+			}
+			if err := x.scanThrough(h); err != nil {
+				return nil, err
+			}
+			if j := x.boundsIndex(h); j >= 0 && x.bounds[j].hdr == h {
+				idx = append(idx, j)
 			}
 		}
+		if err := x.activate(idx); err != nil {
+			return nil, err
+		}
+		if !x.byAranges {
+			continue // tables need the file's offsets: every unit was read instead
+		}
+		var u *unit
+		var size uint64
+		for _, j := range idx {
+			cand := x.bounds[j].u
+			if cand == nil {
+				continue
+			}
+			for _, rg := range cand.ranges {
+				if pc >= rg[0] && pc < rg[1] && (u == nil || rg[1]-rg[0] < size) {
+					u, size = cand, rg[1]-rg[0]
+				}
+			}
+		}
+		return u, nil
 	}
-	return u, nil
 }
 
 // activeUnit returns what range lists need of the active unit holding off
