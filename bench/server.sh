@@ -1,15 +1,35 @@
 #!/usr/bin/env bash
 # Benchmarks of memfault-server (server issue, part 1):
-#   1. unwind+symbolize time per core (cold and warm symbol cache) against
-#      `gdb -batch -ex 'thread apply all bt'` and `eu-stack -s -i` on the same core, same run;
+#   1. unwind+symbolize time per core, cold and warm symbol cache, against
+#      `gdb -batch ... 'thread apply all bt'` and `eu-stack -s -i` on the same core, in the same
+#      run (interleaved): the fixture cores (src/testdata/cores) and every corpus core
+#      (src/testdata/corpus/<case>/<arch>; x86_64 against gdb and eu-stack, aarch64/armhf
+#      against gdb-multiarch);
 #   2. ingest: N uncompressed threads cores (armhf fixture, ~61 KB) uploaded as MAR zips by 8
 #      concurrent clients on loopback; cores/s uploaded and analysed, p50/p99 commit->analysed,
 #      and the server's peak RSS.
-# Results: bench/out/server-<time>.txt. No root needed.
+#
+# What is measured (see benchtool's doc comment):
+#   ours cold  AnalyzeCore with a new symbol store: the symbol directories are indexed (the
+#              server does that once, at start) but nothing is parsed, no symbol file is open
+#              and no DWARF is in memory: the first core of a build-id the server has not seen.
+#   ours warm  the same store after one untimed run: the next core with the same modules.
+#   gdb, eu-stack  the whole process (start, loading the files, unwinding, printing), run
+#              through `sh -c 'exec ...'`.
+#   Every figure is the median of REPEAT runs; the runs of all columns are interleaved, so
+#   the ratios (gdb/cold, eu-stack/cold) come from the same moments of machine load.
+#   Each table is printed twice when run as root: with the files in the OS page cache, and
+#   with the page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every cold
+#   run and every gdb/eu-stack run. Not root: the page-cache-kept table only.
+# Results: bench/out/server-<time>.txt. DROP=0 skips the page-cache-dropped table, INGEST=0
+# the ingest benchmark, ONLY=<regexp> keeps the cores whose label matches.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 N=${N:-400}
 REPEAT=${REPEAT:-10}
+DROP=${DROP:-1}
+INGEST=${INGEST:-1}
+ONLY=${ONLY:-.}
 work=$(mktemp -d /tmp/mfsbench.XXXXXX)
 mkdir -p "$top/bench/out"
 out="$top/bench/out/server-$(date -u +%Y%m%dT%H%M%SZ).txt"
@@ -17,40 +37,89 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
 trap cleanup EXIT
 say() { echo "$*" | tee -a "$out"; }
-msnow() { date +%s%N; }
 
 cd "$top/src"
 go build -o "$work/memfault-server" ./cmd/memfault-server
 go build -o "$work/benchtool" ./internal/server/benchtool
-say "# memfault-server benchmark $(date -u +%FT%TZ), kernel $(uname -r), $(nproc) cpus"
+say "# memfault-server benchmark $(date -u +%FT%TZ), kernel $(uname -r), $(nproc) cpus, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "# $(gdb --version | head -1); $(eu-stack --version 2>/dev/null | head -1 || echo 'no eu-stack'); $(go version)"
 
-timeit() { # command... -> mean ms over REPEAT runs
-	local t0 t1
-	t0=$(msnow)
-	for _ in $(seq "$REPEAT"); do "$@" > /dev/null 2>&1 || true; done
-	t1=$(msnow)
-	echo $(( (t1 - t0) / 1000000 / REPEAT ))
-}
+# Libraries of each architecture's cores on this machine (as in internal/e2e/corpus_test.go).
+libs_x86_64=(/lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /usr/lib/debug/.build-id)
+libs_aarch64=(/usr/aarch64-linux-gnu/lib)
+libs_armhf=(/usr/arm-linux-gnueabihf/lib)
 
+# Each core gets a directory holding it (core) and its binaries, where gdb and eu-stack run.
+jobs=() # label|dir|symbols dirs (space-separated)|gdb command|eu-stack command (or empty)
 for arch in x86_64 aarch64; do
 	fx="$top/src/testdata/cores/$arch"
-	gunzip -c "$fx/core.gz" > "$work/core-$arch"
+	d="$work/fixture-$arch"
+	mkdir -p "$d"
+	gunzip -c "$fx/core.gz" > "$d/core"
+	cp "$fx/threads" "$d/"
 	if [ "$arch" = x86_64 ]; then
-		libs=(--symbols-dir /lib/x86_64-linux-gnu --symbols-dir /usr/lib/debug/.build-id)
-		gdbcmd=(gdb -nx -batch -ex "file $fx/threads" -ex "core-file $work/core-$arch" -ex 'thread apply all bt')
-		eucmd=(eu-stack -s -i -e "$fx/threads" --core="$work/core-$arch")
+		gdbcmd="gdb -nx -batch -ex 'file threads' -ex 'core-file core' -ex 'thread apply all bt'"
+		eucmd="eu-stack -s -i -e threads --core=core"
+		syms="$fx /lib/x86_64-linux-gnu /usr/lib/debug/.build-id"
 	else
-		libs=(--symbols-dir /usr/aarch64-linux-gnu/lib)
-		gdbcmd=(gdb-multiarch -nx -batch -ex 'set sysroot /usr/aarch64-linux-gnu' -ex "file $fx/threads" -ex "core-file $work/core-$arch" -ex 'thread apply all bt')
-		eucmd=()
+		gdbcmd="gdb-multiarch -nx -batch -ex 'set sysroot /usr/aarch64-linux-gnu' -ex 'file threads' -ex 'core-file core' -ex 'thread apply all bt'"
+		eucmd=""
+		syms="$fx /usr/aarch64-linux-gnu/lib"
 	fi
-	"$work/benchtool" analyze -core "$work/core-$arch" -n "$REPEAT" --symbols-dir "$fx" "${libs[@]}" | tee -a "$out"
-	say "gdb $arch: $(timeit "${gdbcmd[@]}") ms per core (thread apply all bt, $REPEAT runs)"
-	if [ ${#eucmd[@]} -gt 0 ] && command -v eu-stack >/dev/null; then
-		say "eu-stack $arch: $(timeit "${eucmd[@]}") ms per core (-s -i, $REPEAT runs)"
+	jobs+=("fixture/$arch|$d|$syms|$gdbcmd|$eucmd")
+done
+for cj in "$top"/src/testdata/corpus/*/*/case.json; do
+	cdir=$(dirname "$cj")
+	arch=$(basename "$cdir")
+	name=$(basename "$(dirname "$cdir")")/$arch
+	d="$work/corpus-${name/\//-}"
+	mkdir -p "$d"
+	(cd "$cdir" && find . -type f ! -name '*.txt' ! -name '*.json' ! -name core.gz) | while read -r f; do
+		mkdir -p "$d/$(dirname "$f")"
+		case "$f" in
+		*.gz) gunzip -c "$cdir/$f" > "$d/${f%.gz}"; chmod +x "$d/${f%.gz}" ;;
+		*) cp -p "$cdir/$f" "$d/$f" ;;
+		esac
+	done
+	gunzip -c "$cdir/core.gz" > "$d/core"
+	gdbcmd=$(grep -v '^#' "$cdir/cmd.txt" | head -1)
+	exe=$(sed -n "s/.*-ex 'file \([^']*\)'.*/\1/p" <<< "$gdbcmd")
+	eucmd=""
+	libs="libs_$arch[@]"
+	syms="$d"
+	for l in "${!libs}"; do [ -d "$l" ] && syms="$syms $l"; done
+	if [ "$arch" = x86_64 ] && command -v eu-stack > /dev/null; then
+		eucmd="eu-stack -s -i -e $exe --core=core"
 	fi
+	jobs+=("$name|$d|$syms|$gdbcmd|$eucmd")
 done
 
+table() { # extra benchtool flags...
+	say "$(printf '%-26s %6s %9s %8s %9s %9s %9s %9s' core frames 'cold ms' 'warm ms' 'gdb ms' 'eu ms' gdb/cold eu/cold)"
+	for j in "${jobs[@]}"; do
+		IFS='|' read -r label d syms gdbcmd eucmd <<< "$j"
+		grep -qE "$ONLY" <<< "$label" || continue
+		args=()
+		for s in $syms; do args+=(--symbols-dir "$s"); done
+		"$work/benchtool" analyze -core "$d/core" -label "$label" -n "$REPEAT" -dir "$d" "${args[@]}" \
+			-gdb "$gdbcmd" -eu-stack "$eucmd" "$@" | tee -a "$out"
+	done
+}
+say ""
+say "## unwind+symbolize per core, files in the page cache (median of $REPEAT; gdb and eu-stack whole processes)"
+table
+if [ "$DROP" = 0 ]; then
+	say "(DROP=0: no run with the page cache dropped)"
+elif [ "$(id -u)" = 0 ]; then
+	say ""
+	say "## the same, page cache dropped before every cold run and every gdb/eu-stack run"
+	table -drop-caches
+else
+	say "(not root: no run with the page cache dropped)"
+fi
+say ""
+
+[ "$INGEST" = 0 ] && { echo "results: $out"; exit 0; }
 # Ingest throughput, with the threads-strategy core of the armhf fixture (~61 KB).
 (cd "$top/src" && go build -o "$work/devbench" ./internal/device/devbench)
 gunzip -c "$top/src/testdata/cores/armhf/core.gz" > "$work/core-armhf"

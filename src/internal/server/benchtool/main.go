@@ -1,9 +1,17 @@
 // Command benchtool measures memfault-server for bench/server.sh (a benchmark tool, not a
 // product):
 //
-//	benchtool analyze -core FILE -symbols-dir DIR... -n N
-//	    unwind+symbolize one uncompressed core N times: cold (a new symbol store each time)
-//	    and warm (one store); prints milliseconds per core
+//	benchtool analyze -core FILE -symbols-dir DIR... -n N [-drop-caches] [-label L]
+//	                  [-dir D -gdb 'CMD' -eu-stack 'CMD']
+//	    unwind+symbolize one uncompressed core: N cold runs and N warm runs, interleaved with
+//	    N runs of each given command (a whole process, run by sh in D); prints one line with
+//	    the median milliseconds of each and the ratios gdb/cold and eu-stack/cold.
+//	    cold: a new symbol store, the server's state for a build-id it has not seen since it
+//	    started: the symbol directories are indexed (a server does that at start), nothing is
+//	    parsed, no symbol file is open, no DWARF is in memory. warm: the same store after an
+//	    untimed run, i.e. a second core with the same modules. -drop-caches (root): the OS
+//	    page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every cold run
+//	    and every command run; without it, the files are in the page cache.
 //	benchtool ingest -url URL -key K -core FILE -clients 8 -n 400
 //	    upload the core (uncompressed, fresh uuid each time) as MAR zips from concurrent
 //	    clients; waits until all are analysed; prints cores/s and p50/p99 commit-to-analysed
@@ -15,16 +23,19 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"os"
+	"os/exec"
 	"runtime/pprof"
 	"sort"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"meta-memfault-go/internal/server/group"
@@ -61,11 +72,20 @@ func main() {
 func analyze(args []string) error {
 	fs := flag.NewFlagSet("analyze", flag.ExitOnError)
 	corePath := fs.String("core", "", "uncompressed core")
-	n := fs.Int("n", 20, "iterations")
+	n := fs.Int("n", 10, "runs of each kind")
+	label := fs.String("label", "", "name of the row (default: the core's path)")
+	drop := fs.Bool("drop-caches", false, "drop the page cache before every cold run and command run (root)")
+	dir := fs.String("dir", ".", "working directory of the commands")
+	gdbCmd := fs.String("gdb", "", "gdb command line (sh), measured as a whole process")
+	euCmd := fs.String("eu-stack", "", "eu-stack command line (sh), measured as a whole process")
 	var dirs multi
 	fs.Var(&dirs, "symbols-dir", "symbol directory (repeatable)")
-	prof := fs.String("cpuprofile", "", "write a CPU profile of the warm runs")
+	prof := fs.String("cpuprofile", "", "write a CPU profile of the cold runs")
+	verbose := fs.Bool("v", false, "print each cold run's wall and CPU time and page faults on stderr")
 	fs.Parse(args)
+	if *label == "" {
+		*label = *corePath
+	}
 	f, err := os.Open(*corePath)
 	if err != nil {
 		return err
@@ -90,30 +110,41 @@ func analyze(args []string) error {
 	if err != nil {
 		return err
 	}
-	run := func(fresh bool) (time.Duration, int, error) {
-		var total time.Duration
-		frames := 0
-		for i := 0; i < *n; i++ {
-			s := syms
-			if fresh {
-				s = syms.Fresh() // same index, empty cache of parsed files
-			}
-			start := time.Now()
-			a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g, worker.Limits{})
-			total += time.Since(start)
-			if err != nil {
-				return 0, 0, err
-			}
-			frames = 0
-			for _, t := range a.Trace.Threads {
-				frames += len(t.Frames)
-			}
+	dropCaches := func() error {
+		if !*drop {
+			return nil
 		}
-		return total / time.Duration(*n), frames, nil
+		syscall.Sync()
+		return os.WriteFile("/proc/sys/vm/drop_caches", []byte("3"), 0)
 	}
-	cold, frames, err := run(true)
-	if err != nil {
-		return err
+	frames := 0
+	analyzeOnce := func(s *symstore.Store) (time.Duration, error) {
+		start := time.Now()
+		a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g, worker.Limits{})
+		d := time.Since(start)
+		if err != nil {
+			return 0, err
+		}
+		frames = 0
+		for _, t := range a.Trace.Threads {
+			frames += len(t.Frames)
+		}
+		return d, nil
+	}
+	runCmd := func(cmd string) (time.Duration, error) {
+		c := exec.Command("sh", "-c", "exec "+cmd)
+		c.Dir = *dir
+		start := time.Now()
+		err := c.Run()
+		d := time.Since(start)
+		var ee *exec.ExitError
+		if errors.As(err, &ee) && ee.ExitCode() == 1 && cmd == *euCmd {
+			err = nil // eu-stack: some frames had errors, the rest was printed
+		}
+		if err != nil {
+			return 0, fmt.Errorf("%s: %w", cmd, err)
+		}
+		return d, nil
 	}
 	if *prof != "" {
 		pf, err := os.Create(*prof)
@@ -123,17 +154,84 @@ func analyze(args []string) error {
 		pprof.StartCPUProfile(pf)
 		defer pprof.StopCPUProfile()
 	}
-	// One untimed run fills the cache: the warm figure is a core whose modules' symbols are
-	// already parsed.
-	if _, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, syms, g, worker.Limits{}); err != nil {
+	// Interleaved, so that the load of the machine falls alike on every column.
+	var cold, warm, gdbT, euT []time.Duration
+	for i := 0; i < *n; i++ {
+		if err := dropCaches(); err != nil {
+			return err
+		}
+		var ru0, ru1 syscall.Rusage
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+		d, err := analyzeOnce(syms.Fresh())
+		if err != nil {
+			return err
+		}
+		syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+		if *verbose {
+			cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+			fmt.Fprintf(os.Stderr, "cold run %d: %.1f ms wall, %.1f ms cpu (%.1f sys), %d minor faults\n", i, ms(d), ms(cpu),
+				ms(time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())), ru1.Minflt-ru0.Minflt)
+		}
+		cold = append(cold, d)
+		for _, c := range []struct {
+			cmd string
+			out *[]time.Duration
+		}{{*gdbCmd, &gdbT}, {*euCmd, &euT}} {
+			if c.cmd == "" {
+				continue
+			}
+			if err := dropCaches(); err != nil {
+				return err
+			}
+			d, err := runCmd(c.cmd)
+			if err != nil {
+				return err
+			}
+			*c.out = append(*c.out, d)
+		}
+	}
+	if *prof != "" {
+		pprof.StopCPUProfile()
+	}
+	// One untimed run fills the store: warm is a core whose modules' symbols are parsed.
+	if _, err := analyzeOnce(syms); err != nil {
 		return err
 	}
-	warm, _, err := run(false)
-	if err != nil {
-		return err
+	for i := 0; i < *n; i++ {
+		d, err := analyzeOnce(syms)
+		if err != nil {
+			return err
+		}
+		warm = append(warm, d)
 	}
-	fmt.Printf("analyze %s: %d frames; cold %.2f ms, warm %.2f ms per core\n", *corePath, frames, ms(cold), ms(warm))
+	col := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1f", ms(median(ds)))
+	}
+	ratio := func(ds []time.Duration) string {
+		if len(ds) == 0 {
+			return "-"
+		}
+		return fmt.Sprintf("%.1fx", float64(median(ds))/float64(median(cold)))
+	}
+	pc := "page cache kept"
+	if *drop {
+		pc = "page cache dropped"
+	}
+	fmt.Printf("%-26s %6d %9s %8s %9s %9s %9s %9s   %s, median of %d\n", *label, frames, col(cold), col(warm), col(gdbT), col(euT),
+		ratio(gdbT), ratio(euT), pc, *n)
 	return nil
+}
+
+func median(ds []time.Duration) time.Duration {
+	s := append([]time.Duration(nil), ds...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

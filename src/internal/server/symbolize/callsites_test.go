@@ -127,7 +127,7 @@ func TestCallSitesMatchDisassembly(t *testing.T) {
 			code := instructionsByEnd(t, c.code)
 			ty := newTally()
 			sites, tails := 0, 0
-			for _, u := range f.dw.units {
+			for _, u := range f.dw.allUnits() {
 				us, err := f.dw.sitesOf(u)
 				require.NoError(t, err)
 				inTail := map[uint64]bool{}

@@ -70,11 +70,11 @@ var cxxScopeTags = map[dwarf.Tag]bool{
 
 // scopeOf returns the scope entry of the DIE at off (in any unit).
 func (x *dwarfIndex) scopeOf(off dwarf.Offset) (scopeEntry, bool) {
-	i := sort.Search(len(x.units), func(i int) bool { return x.units[i].bounds.end > off })
-	if i == len(x.units) || off < x.units[i].bounds.first {
+	u := x.unitAt(off)
+	if u == nil {
 		return scopeEntry{}, false
 	}
-	st, err := x.stateOf(x.units[i])
+	st, err := x.stateOf(u)
 	if err != nil {
 		return scopeEntry{}, false
 	}

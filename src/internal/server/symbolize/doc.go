@@ -16,7 +16,10 @@
 // never a panic. Work per Lookup is logarithmic in the unit's tables except
 // where ranges overlap, which is linear in the overlapping ranges.
 //
-// Indexes: compile-unit ranges are read and sorted at open; each unit's line
-// table and function/inline tree are built on the first lookup inside it and
-// cached. See README.md for the rules taken from gdb.
+// Indexes: big DWARF sections are read on demand and forward (streams that
+// keep a window and checkpoints, not what lies in front of the units in
+// use); units are found through .debug_aranges when the file has it, else
+// every unit's ranges are read on the first lookup; each unit's line table
+// and function/inline tree are built on the first lookup inside it and
+// cached. See README.md for how, and for the rules taken from gdb.
 package symbolize

@@ -8,6 +8,7 @@ import (
 	"io"
 	"meta-memfault-go/internal/elfcore"
 	"os"
+	"slices"
 )
 
 // ErrNoSymbol is returned by Lookup when neither DWARF nor a symbol table
@@ -19,6 +20,7 @@ type File struct {
 	buildID string
 	syms    *symtab
 	dw      *dwarfIndex // nil without .debug_info
+	fh      io.Closer   // the file Open opened
 }
 
 // Frame is one entry of a symbolized address, see Lookup.
@@ -33,23 +35,26 @@ type Frame struct {
 	Offset     uint64 // address - symbol start (symtab frames)
 }
 
-// Open reads the ELF file at path. Everything Lookup needs is read here, so
-// the file is closed before Open returns.
+// Open reads the ELF file at path. The file stays open until Close, for the
+// DWARF that lookups read on demand.
 func Open(path string) (*File, error) {
 	fh, err := os.Open(path)
 	if err != nil {
 		return nil, err
 	}
-	defer fh.Close()
 	f, err := NewFile(fh)
 	if err != nil {
+		fh.Close()
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
+	f.fh = fh
 	return f, nil
 }
 
-// NewFile reads an ELF file from r. It does not keep r: the symbol tables
-// and DWARF sections are copied (and decompressed) into memory.
+// NewFile reads an ELF file from r. The symbol tables and small DWARF
+// sections are read here; big DWARF sections are read (and decompressed)
+// from r by the lookups that need them, from the front and only as far as
+// they need, so r must stay readable and unchanged until Close.
 func NewFile(r io.ReaderAt) (*File, error) {
 	size := sizeOf(r)
 	if err := checkNameTable(r, size); err != nil {
@@ -89,9 +94,16 @@ func NewFile(r io.ReaderAt) (*File, error) {
 	return f, nil
 }
 
-// Close releases the file. Open has already closed the underlying file, so
-// Close only exists for symmetry and always returns nil.
-func (f *File) Close() error { return nil }
+// Close releases the file; lookups that need DWARF not read yet fail after it.
+func (f *File) Close() error {
+	if f.dw != nil {
+		f.dw.sec.close()
+	}
+	if f.fh != nil {
+		return f.fh.Close()
+	}
+	return nil
+}
 
 // BuildID returns the GNU build-id in hex, or "" when the file has none.
 func (f *File) BuildID() string { return f.buildID }
@@ -105,7 +117,11 @@ func (f *File) BuildID() string { return f.buildID }
 // addr.
 func (f *File) Lookup(addr uint64) ([]Frame, error) {
 	if f.dw != nil {
-		if u := f.dw.unitFor(addr); u != nil {
+		u, err := f.dw.unitForPC(addr)
+		if err != nil {
+			return nil, err
+		}
+		if u != nil {
 			st, err := f.dw.stateOf(u)
 			if err != nil {
 				return nil, err
@@ -117,6 +133,31 @@ func (f *File) Lookup(addr uint64) ([]Frame, error) {
 		return []Frame{fr}, nil
 	}
 	return nil, ErrNoSymbol
+}
+
+// Prefetch prepares lookups of addrs: the DWARF units covering them are read
+// and indexed now, in address order, which is (nearly always) their order
+// in the file, so that reading them goes forward through each section once
+// (a compressed section read backwards is inflated again from a checkpoint).
+// Errors are left to Lookup.
+func (f *File) Prefetch(addrs []uint64) {
+	if f.dw == nil || len(addrs) == 0 {
+		return
+	}
+	sorted := slices.Clone(addrs)
+	slices.Sort(sorted)
+	var units []*unit
+	for i, a := range sorted {
+		if i > 0 && a == sorted[i-1] {
+			continue
+		}
+		if u, err := f.dw.unitForPC(a); err == nil && u != nil && (len(units) == 0 || units[len(units)-1] != u) {
+			units = append(units, u)
+		}
+	}
+	for _, u := range units {
+		f.dw.stateOf(u)
+	}
 }
 
 func (f *File) unitFrames(u *unit, st *unitState, addr uint64) ([]Frame, error) {

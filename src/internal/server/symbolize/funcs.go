@@ -1,8 +1,10 @@
 package symbolize
 
 import (
+	"cmp"
 	"debug/dwarf"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -24,6 +26,8 @@ type unitState struct {
 	mu    sync.Mutex
 	names map[int32]nameResult
 }
+
+func bySpanLo(a, b span) int { return cmp.Compare(a.lo, b.lo) }
 
 // span maps an address range to a node.
 type span struct {
@@ -54,9 +58,9 @@ type nameResult struct{ function, mangled string }
 func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	st := &unitState{decls: map[dwarf.Offset]*declInfo{}, names: map[int32]nameResult{}}
 	if u.stmtList >= 0 {
-		env := &lineEnv{
-			line: x.sec.line, lineStr: x.sec.lineStrS, str: x.sec.strS, strOffsets: x.sec.strOffsets,
-			order: x.order, names: x.names, compDir: u.compDir, strOffsetsBase: u.strOffsetsBase, cuAddrSize: u.addrSize,
+		env, err := x.lineEnv(u)
+		if err != nil {
+			return nil, err
 		}
 		h, rows, err := readLineProgram(env, uint64(u.stmtList))
 		if err != nil {
@@ -71,7 +75,7 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	if err := x.walkUnit(u, st); err != nil {
 		return nil, err
 	}
-	sort.SliceStable(st.funcs, func(i, j int) bool { return st.funcs[i].lo < st.funcs[j].lo })
+	slices.SortStableFunc(st.funcs, bySpanLo)
 	st.funcsMax = make([]uint64, len(st.funcs))
 	var m uint64
 	for i, s := range st.funcs {
@@ -80,7 +84,7 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	}
 	for i := range st.nodes {
 		n := &st.nodes[i]
-		sort.SliceStable(n.kids, func(a, b int) bool { return n.kids[a].lo < n.kids[b].lo })
+		slices.SortStableFunc(n.kids, bySpanLo)
 		n.kidsMax = make([]uint64, len(n.kids))
 		var m uint64
 		for j, k := range n.kids {
@@ -142,6 +146,9 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 	}
 	for len(stack) > 0 {
 		e, err := r.Next()
+		if pastEnd(err, u) {
+			break // the unit ended without closing every level
+		}
 		if err != nil {
 			return err
 		}

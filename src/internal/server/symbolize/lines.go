@@ -1,8 +1,10 @@
 package symbolize
 
 import (
+	"cmp"
 	"encoding/binary"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -67,6 +69,7 @@ const (
 // lineEnv is what the header needs from the rest of the file.
 type lineEnv struct {
 	line, strOffsets []byte
+	lineBase         uint64 // offset of line[0] in .debug_line
 	lineStr, str     string
 	order            binary.ByteOrder
 	names            *budget // for the paths built
@@ -79,10 +82,10 @@ type lineEnv struct {
 // Every count is checked against the bytes that remain before anything is
 // allocated for it, and rows are bounded by the program's length.
 func readLineProgram(env *lineEnv, off uint64) (*lineHeader, []lineRow, error) {
-	if off >= uint64(len(env.line)) {
+	if off < env.lineBase || off-env.lineBase >= uint64(len(env.line)) {
 		return nil, nil, fmt.Errorf(".debug_line offset %#x out of range", off)
 	}
-	c := &cursor{b: env.line[off:], order: env.order, what: ".debug_line", base: int(off)}
+	c := &cursor{b: env.line[off-env.lineBase:], order: env.order, what: ".debug_line", base: int(off)}
 	h := &lineHeader{offSize: 4}
 	unitLen := uint64(c.u32())
 	if unitLen == 0xffffffff {
@@ -387,7 +390,9 @@ const (
 
 // run executes the line program. Each row costs at least one opcode byte.
 func (h *lineHeader) run(c *cursor, env *lineEnv) ([]lineRow, error) {
-	var rows []lineRow
+	// Most rows take one or two bytes: start near the final size (bounded
+	// by the program's length) rather than growing through every size.
+	rows := make([]lineRow, 0, c.left()/2+1)
 	var (
 		addr    uint64
 		opIndex uint64
@@ -569,11 +574,18 @@ func foldLines(h *lineHeader, rows []lineRow, primary string, cuLow uint64) *lin
 	}
 	// fileOf maps a file number to its subfile, or -1 when the number is
 	// invalid: gdb records nothing for such rows.
+	fileIDs := make([]int32, len(h.files))
+	for i := range fileIDs {
+		fileIDs[i] = -2 // not looked up yet
+	}
 	fileOf := func(idx uint32) int32 {
-		if int(idx) < len(h.files) && (idx > 0 || h.version >= 5) {
-			return subfile(h.files[idx])
+		if int(idx) >= len(h.files) || (idx == 0 && h.version < 5) {
+			return -1
 		}
-		return -1
+		if fileIDs[idx] == -2 {
+			fileIDs[idx] = subfile(h.files[idx])
+		}
+		return fileIDs[idx]
 	}
 	record := func(id int32, pc uint64, line, col uint32, stmt bool) {
 		v := subs[id]
@@ -594,7 +606,93 @@ func foldLines(h *lineHeader, rows []lineRow, primary string, cuLow uint64) *lin
 		subs[id] = append(v, subEntry{pc: pc, line: line, col: col, stmt: stmt})
 	}
 
-	// Simulate gdb's state machine, one sequence at a time.
+	// Simulate gdb's state machine, one sequence at a time; twice: first
+	// counting what each file may record, so that every file's table is
+	// carved from one allocation, then recording.
+	counts := []int{}
+	simulate(rows, cuLow, fileOf, func(id int32, _ uint64, _, _ uint32, _ bool) {
+		for int(id) >= len(counts) {
+			counts = append(counts, 0)
+		}
+		counts[id]++
+	})
+	total := 0
+	for _, c := range counts {
+		total += c
+	}
+	backing := make([]subEntry, total)
+	for id, c := range counts {
+		subs[id] = backing[:0:c]
+		backing = backing[c:]
+	}
+	simulate(rows, cuLow, fileOf, record)
+
+	// Sort each file's table by pc, line-0 markers first among equal pcs.
+	n := 0
+	for _, v := range subs {
+		n += len(v)
+	}
+	// Files in gdb's order, each file's entries in its order: a stable sort
+	// by pc then orders entries by (pc, file order, position in the file).
+	byRank := make([]int32, len(subs))
+	for i := range byRank {
+		byRank[i] = int32(i)
+	}
+	slices.SortFunc(byRank, func(a, b int32) int { return cmp.Compare(rank[a], rank[b]) })
+	all := make([]ref, 0, n)
+	for _, id := range byRank {
+		v := subs[id]
+		slices.SortStableFunc(v, func(a, b subEntry) int {
+			if a.pc == b.pc && (a.line == 0) != (b.line == 0) {
+				if a.line == 0 {
+					return -1
+				}
+				return 1
+			}
+			return cmp.Compare(a.pc, b.pc)
+		})
+		for i := range v {
+			all = append(all, ref{v[i].pc, id, int32(i)})
+		}
+	}
+	all = radixSortRefs(all)
+	// One answer per distinct pc: each file with entries there offers its
+	// last one (or an earlier statement entry at the same pc); the first
+	// file in gdb's order offering a real line wins, else the pc has none.
+	t.entries = make([]lineEntry, 0, len(all))
+	for i := 0; i < len(all); {
+		pc := all[i].pc
+		var pick *subEntry
+		var pickSub int32
+		for i < len(all) && all[i].pc == pc {
+			j := i
+			for j < len(all) && all[j].pc == pc && all[j].sub == all[i].sub {
+				j++
+			}
+			v := subs[all[i].sub]
+			best := int(all[j-1].idx)
+			if !v[best].stmt {
+				k := best
+				for k > 0 && v[k-1].pc == v[k].pc && v[k-1].line != 0 && !v[k].stmt {
+					k--
+				}
+				if v[k].stmt {
+					best = k
+				}
+			}
+			if pick == nil || (pick.line == 0 && v[best].line != 0) {
+				pick, pickSub = &v[best], all[i].sub
+			}
+			i = j
+		}
+		t.entries = append(t.entries, lineEntry{pc: pc, line: pick.line, col: pick.col, file: pickSub})
+	}
+	return t
+}
+
+// simulate runs gdb's line state machine over rows, calling record with
+// what each file's table gets (a line 0 entry is an end marker).
+func simulate(rows []lineRow, cuLow uint64, fileOf func(uint32) int32, record func(id int32, pc uint64, line, col uint32, stmt bool)) {
 	lastSub, lastLine, lastAddr := int32(-1), uint32(0), uint64(0)
 	stmtAtAddr := false // some row at lastAddr was a statement
 	recording := true
@@ -635,67 +733,45 @@ func foldLines(h *lineHeader, rows []lineRow, primary string, cuLow uint64) *lin
 			first = true
 		}
 	}
+}
 
-	// Sort each file's table by pc, line-0 markers first among equal pcs.
-	type ref struct {
-		pc  uint64
-		sub int32
-		idx int32
+// ref is an entry of one file's table (subs[sub][idx]) while folding.
+type ref struct {
+	pc  uint64
+	sub int32
+	idx int32
+}
+
+// radixSortRefs sorts by pc, stably: 11 bits of pc-min(pc) per pass.
+func radixSortRefs(a []ref) []ref {
+	if len(a) < 2 {
+		return a
 	}
-	var all []ref
-	for id, v := range subs {
-		sort.SliceStable(v, func(i, j int) bool {
-			if v[i].pc == v[j].pc && (v[i].line == 0) != (v[j].line == 0) {
-				return v[i].line == 0
-			}
-			return v[i].pc < v[j].pc
-		})
-		for i := range v {
-			all = append(all, ref{v[i].pc, int32(id), int32(i)})
-		}
+	lo, hi := a[0].pc, a[0].pc
+	for _, r := range a {
+		lo, hi = min(lo, r.pc), max(hi, r.pc)
 	}
-	sort.Slice(all, func(i, j int) bool {
-		a, b := all[i], all[j]
-		if a.pc != b.pc {
-			return a.pc < b.pc
+	tmp := make([]ref, len(a))
+	const bits = 11
+	var count [1 << bits]int
+	for shift := uint(0); shift < 64 && (hi-lo)>>shift != 0; shift += bits {
+		clear(count[:])
+		for _, r := range a {
+			count[(r.pc-lo)>>shift&(1<<bits-1)]++
 		}
-		if rank[a.sub] != rank[b.sub] {
-			return rank[a.sub] < rank[b.sub]
+		pos := 0
+		for i, c := range count {
+			count[i] = pos
+			pos += c
 		}
-		return a.idx < b.idx
-	})
-	// One answer per distinct pc: each file with entries there offers its
-	// last one (or an earlier statement entry at the same pc); the first
-	// file in gdb's order offering a real line wins, else the pc has none.
-	t.entries = make([]lineEntry, 0, len(all)/2+1)
-	for i := 0; i < len(all); {
-		pc := all[i].pc
-		var pick *subEntry
-		var pickSub int32
-		for i < len(all) && all[i].pc == pc {
-			j := i
-			for j < len(all) && all[j].pc == pc && all[j].sub == all[i].sub {
-				j++
-			}
-			v := subs[all[i].sub]
-			best := int(all[j-1].idx)
-			if !v[best].stmt {
-				k := best
-				for k > 0 && v[k-1].pc == v[k].pc && v[k-1].line != 0 && !v[k].stmt {
-					k--
-				}
-				if v[k].stmt {
-					best = k
-				}
-			}
-			if pick == nil || (pick.line == 0 && v[best].line != 0) {
-				pick, pickSub = &v[best], all[i].sub
-			}
-			i = j
+		for _, r := range a {
+			d := (r.pc - lo) >> shift & (1<<bits - 1)
+			tmp[count[d]] = r
+			count[d]++
 		}
-		t.entries = append(t.entries, lineEntry{pc: pc, line: pick.line, col: pick.col, file: pickSub})
+		a, tmp = tmp, a
 	}
-	return t
+	return a
 }
 
 // lookup returns the file, line and column at pc; ok is false when gdb would

@@ -2,7 +2,6 @@ package symbolize
 
 import (
 	"debug/dwarf"
-	"sort"
 	"strings"
 
 	"github.com/ianlancetaylor/demangle"
@@ -107,9 +106,8 @@ func (x *dwarfIndex) resolveName(u *unit, st *unitState, off dwarf.Offset) nameR
 // unit's walk (which knows the DIE's scope), or else from reading the DIE
 // alone.
 func (x *dwarfIndex) declAt(off dwarf.Offset) *declInfo {
-	i := sort.Search(len(x.units), func(i int) bool { return x.units[i].bounds.end > off })
-	if i < len(x.units) && off >= x.units[i].bounds.first {
-		if st, err := x.stateOf(x.units[i]); err == nil {
+	if u := x.unitAt(off); u != nil {
+		if st, err := x.stateOf(u); err == nil {
 			if d := st.decls[off]; d != nil {
 				return d
 			}

@@ -2,7 +2,6 @@ package symbolize
 
 import (
 	"bytes"
-	"compress/zlib"
 	"debug/elf"
 	"encoding/binary"
 	"errors"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"sync/atomic"
 
+	"compress/zlib"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -41,16 +41,6 @@ func newBudget(n int64) *budget {
 // take spends n bytes; false when the budget is exhausted.
 func (b *budget) take(n int) bool {
 	return b.left.Add(-int64(n)) >= 0
-}
-
-// debugSections holds the raw (decompressed) DWARF sections this package uses.
-type debugSections struct {
-	// strS and lineStrS are str and lineStr as strings, so that names
-	// taken from them are substrings rather than copies.
-	strS, lineStrS                      string
-	info, abbrev, line, str, ranges     []byte
-	addr, lineStr, strOffsets, rngLists []byte
-	loaded                              int64 // bytes held, against maxDebugBytes
 }
 
 // sizeOf reports the size of r when r can tell, or -1.
@@ -222,40 +212,4 @@ func inflate(stream []byte, size uint64, isZstd bool, name string, ds *debugSect
 		return nil, fmt.Errorf("section %s: decompressed %#x bytes, header says %#x", name, out.Len(), size)
 	}
 	return out.Bytes(), nil
-}
-
-// loadDebugSections gathers the DWARF sections this package reads.
-// It returns nil sections (and no error) when the file has no .debug_info.
-func loadDebugSections(r io.ReaderAt, f *elf.File, fileSize int64) (*debugSections, error) {
-	ds := &debugSections{}
-	targets := map[string]*[]byte{
-		"info": &ds.info, "abbrev": &ds.abbrev, "line": &ds.line, "str": &ds.str,
-		"ranges": &ds.ranges, "addr": &ds.addr, "line_str": &ds.lineStr,
-		"str_offsets": &ds.strOffsets, "rnglists": &ds.rngLists,
-	}
-	for _, s := range f.Sections {
-		var suffix string
-		switch {
-		case strings.HasPrefix(s.Name, ".debug_"):
-			suffix = s.Name[len(".debug_"):]
-		case strings.HasPrefix(s.Name, ".zdebug_"):
-			suffix = s.Name[len(".zdebug_"):]
-		default:
-			continue
-		}
-		dst, ok := targets[suffix]
-		if !ok || *dst != nil {
-			continue
-		}
-		b, err := sectionBytes(r, f, s, fileSize, ds)
-		if err != nil {
-			return nil, err
-		}
-		*dst = b
-	}
-	if len(ds.info) == 0 {
-		return nil, nil
-	}
-	ds.strS, ds.lineStrS = string(ds.str), string(ds.lineStr)
-	return ds, nil
 }

@@ -2,7 +2,6 @@ package symbolize
 
 import (
 	"debug/elf"
-	"sort"
 	"strings"
 	"sync"
 )
@@ -20,10 +19,11 @@ const (
 )
 
 // nameIndex is every code symbol of a file by name. Names are substrings of
-// the string tables (no copies); the index is sorted on its first use.
+// the string tables (no copies); the index of names is made on its first use.
 type nameIndex struct {
-	once sync.Once
-	syms []namedSym
+	once   sync.Once
+	syms   []namedSym
+	byName map[string]namedSym // the symbol lookup answers for each name
 }
 
 type namedSym struct {
@@ -62,24 +62,19 @@ func newNameIndex(all []symbol) *nameIndex {
 // chains, built in address order, leave them).
 func (x *nameIndex) lookup(name string) (uint64, SymbolMatch) {
 	x.once.Do(func() {
-		sort.SliceStable(x.syms, func(i, j int) bool {
-			if x.syms[i].name != x.syms[j].name {
-				return x.syms[i].name < x.syms[j].name
+		x.byName = make(map[string]namedSym, len(x.syms))
+		for _, s := range x.syms {
+			best, ok := x.byName[s.name]
+			switch {
+			case !ok || s.kind > best.kind:
+				x.byName[s.name] = s
+			case s.kind < best.kind:
+			case s.kind == LocalSymbol && s.addr < best.addr, s.kind != LocalSymbol && s.addr > best.addr:
+				x.byName[s.name] = s
 			}
-			return x.syms[i].addr < x.syms[j].addr
-		})
-	})
-	i := sort.Search(len(x.syms), func(i int) bool { return x.syms[i].name >= name })
-	var best namedSym
-	for ; i < len(x.syms) && x.syms[i].name == name; i++ {
-		s := x.syms[i]
-		switch {
-		case s.kind > best.kind:
-			best = s
-		case s.kind == best.kind && s.kind != LocalSymbol:
-			best = s // ascending addresses: the last is the highest
 		}
-	}
+	})
+	best := x.byName[name]
 	return best.addr, best.kind
 }
 
@@ -88,7 +83,7 @@ func (x *nameIndex) lookup(name string) (uint64, SymbolMatch) {
 // The kind says how good the match is (NoSymbol when there is none); across
 // files gdb takes the first global match, else a local one, else a stub.
 func (f *File) SymbolAddress(name string) (uint64, SymbolMatch) {
-	if f.syms == nil || f.syms.names == nil || name == "" {
+	if f.syms == nil || f.syms.table().names == nil || name == "" {
 		return 0, NoSymbol
 	}
 	return f.syms.names.lookup(name)

@@ -1,11 +1,14 @@
 package symbolize
 
 import (
+	"cmp"
 	"debug/elf"
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // symbol is one code symbol from .symtab or .dynsym.
@@ -22,29 +25,74 @@ type symbol struct {
 
 // symtab is every code symbol, one per address, sorted by address.
 // prevSized[i] is the index of the nearest symbol at or before i with a
-// non-zero size, or -1.
+// non-zero size, or -1. A big table is read on its first lookup (load).
 type symtab struct {
 	syms      []symbol
 	prevSized []int32
 	names     *nameIndex // every symbol by name, for call-site targets (symnames.go)
+
+	once sync.Once
+	load func() (*symtab, error) // nil once read
 }
 
 const maxSymbolName = 1 << 16 // longer names are cut; nothing real comes close
 
-// loadSymbols reads .symtab and .dynsym. Counts come from section sizes that
-// were checked against the file, so allocation is bounded by the file.
+// loadSymbols reads .symtab and .dynsym: now when they are small, else on
+// the first lookup (their headers are checked now). Counts come from
+// section sizes that were checked against the file, so allocation is
+// bounded by the file. A table that fails to read later has no symbols.
 func loadSymbols(r io.ReaderAt, f *elf.File, fileSize int64) (*symtab, error) {
+	n := uint64(0)
+	for _, s := range f.Sections {
+		if s.Type != elf.SHT_SYMTAB && s.Type != elf.SHT_DYNSYM {
+			continue
+		}
+		if _, err := symbolStrings(f, s); err != nil {
+			return nil, fmt.Errorf("read %s: %w", s.Name, err)
+		}
+		for _, sec := range []*elf.Section{s, f.Sections[s.Link]} {
+			if sec.Type == elf.SHT_NOBITS {
+				continue
+			}
+			if fileSize >= 0 && (sec.Offset > uint64(fileSize) || sec.FileSize > uint64(fileSize)-sec.Offset) {
+				return nil, fmt.Errorf("read %s: section %s: %#x bytes at %#x extend past end of file (%#x)", s.Name, sec.Name, sec.FileSize, sec.Offset, fileSize)
+			}
+			n += sec.FileSize
+		}
+	}
+	if n <= eagerBytes {
+		return readSymbols(r, f, fileSize)
+	}
+	return &symtab{load: func() (*symtab, error) { return readSymbols(r, f, fileSize) }}, nil
+}
+
+// table returns the read table (empty when reading failed).
+func (st *symtab) table() *symtab {
+	st.once.Do(func() {
+		if st.load == nil {
+			return
+		}
+		t, err := st.load()
+		st.load = nil
+		if err == nil {
+			st.syms, st.prevSized, st.names = t.syms, t.prevSized, t.names
+		}
+	})
+	return st
+}
+
+func readSymbols(r io.ReaderAt, f *elf.File, fileSize int64) (*symtab, error) {
 	var all []symbol
 	budget := &debugSections{}
 	for i, s := range f.Sections {
 		if s.Type != elf.SHT_SYMTAB && s.Type != elf.SHT_DYNSYM {
 			continue
 		}
-		syms, names, err := readSymbolSection(r, f, s, fileSize, budget)
-		if err != nil {
+		var err error
+		var names []string
+		if all, names, err = readSymbolSection(r, f, s, fileSize, budget, all, s.Type == elf.SHT_DYNSYM); err != nil {
 			return nil, fmt.Errorf("read %s: %w", s.Name, err)
 		}
-		all = append(all, syms...)
 		if s.Type == elf.SHT_DYNSYM {
 			plt, err := pltSymbols(r, f, fileSize, i, names, budget)
 			if err != nil {
@@ -56,22 +104,35 @@ func loadSymbols(r io.ReaderAt, f *elf.File, fileSize int64) (*symtab, error) {
 	return newSymtab(all), nil
 }
 
-// readSymbolSection returns the code symbols of a symbol table, and the
-// name of every entry by index (for relocations).
-func readSymbolSection(r io.ReaderAt, f *elf.File, s *elf.Section, fileSize int64, budget *debugSections) ([]symbol, []string, error) {
+// symbolStrings checks a symbol table's header and returns its string table.
+func symbolStrings(f *elf.File, s *elf.Section) (*elf.Section, error) {
 	entSize := uint64(elf.Sym64Size)
 	if f.Class == elf.ELFCLASS32 {
 		entSize = elf.Sym32Size
 	}
 	if s.Entsize != 0 && s.Entsize != entSize {
-		return nil, nil, fmt.Errorf("entry size %d, want %d", s.Entsize, entSize)
+		return nil, fmt.Errorf("entry size %d, want %d", s.Entsize, entSize)
 	}
 	if int(s.Link) <= 0 || int(s.Link) >= len(f.Sections) {
-		return nil, nil, fmt.Errorf("string table index %d out of range", s.Link)
+		return nil, fmt.Errorf("string table index %d out of range", s.Link)
 	}
 	strSec := f.Sections[s.Link]
 	if strSec.Type != elf.SHT_STRTAB {
-		return nil, nil, fmt.Errorf("linked section %d is not a string table", s.Link)
+		return nil, fmt.Errorf("linked section %d is not a string table", s.Link)
+	}
+	return strSec, nil
+}
+
+// readSymbolSection appends the code symbols of a symbol table to out, and
+// returns the name of every entry by index (for relocations) when asked.
+func readSymbolSection(r io.ReaderAt, f *elf.File, s *elf.Section, fileSize int64, budget *debugSections, out []symbol, withNames bool) ([]symbol, []string, error) {
+	entSize := uint64(elf.Sym64Size)
+	if f.Class == elf.ELFCLASS32 {
+		entSize = elf.Sym32Size
+	}
+	strSec, err := symbolStrings(f, s)
+	if err != nil {
+		return out, nil, err
 	}
 	data, err := sectionBytes(r, f, s, fileSize, budget)
 	if err != nil {
@@ -79,48 +140,55 @@ func readSymbolSection(r io.ReaderAt, f *elf.File, s *elf.Section, fileSize int6
 	}
 	strBytes, err := sectionBytes(r, f, strSec, fileSize, budget)
 	if err != nil {
-		return nil, nil, err
+		return out, nil, err
 	}
 	strs := string(strBytes) // names are substrings of it: no copy per symbol
 	order := f.ByteOrder
 	n := uint64(len(data)) / entSize
-	out := make([]symbol, 0, n)
-	names := make([]string, n)
-	for i := uint64(1); i < n; i++ { // entry 0 is the null symbol
+	var names []string
+	if withNames {
+		names = make([]string, n)
+	}
+	entry := func(i uint64) (nameOff uint32, info uint8, shndx uint16, value, size uint64) {
 		e := data[i*entSize : (i+1)*entSize]
-		var nameOff uint32
-		var info uint8
-		var shndx uint16
-		var value, size uint64
 		if f.Class == elf.ELFCLASS32 {
-			nameOff = order.Uint32(e[0:4])
-			value = uint64(order.Uint32(e[4:8]))
-			size = uint64(order.Uint32(e[8:12]))
-			info = e[12]
-			shndx = order.Uint16(e[14:16])
-		} else {
-			nameOff = order.Uint32(e[0:4])
-			info = e[4]
-			shndx = order.Uint16(e[6:8])
-			value = order.Uint64(e[8:16])
-			size = order.Uint64(e[16:24])
+			return order.Uint32(e[0:4]), e[12], order.Uint16(e[14:16]), uint64(order.Uint32(e[4:8])), uint64(order.Uint32(e[8:12]))
 		}
-		typ := elf.SymType(info & 0xf)
-		name := cString(strs, uint64(nameOff))
-		names[i] = name
-		switch typ {
+		return order.Uint32(e[0:4]), e[4], order.Uint16(e[6:8]), order.Uint64(e[8:16]), order.Uint64(e[16:24])
+	}
+	code := func(info uint8, shndx uint16) (*elf.Section, bool) {
+		switch elf.SymType(info & 0xf) {
 		case elf.STT_FUNC, sttGNUIFunc, elf.STT_NOTYPE, elf.STT_OBJECT:
 		default:
-			continue
+			return nil, false
 		}
 		if shndx == uint16(elf.SHN_UNDEF) || shndx >= uint16(elf.SHN_LORESERVE) || int(shndx) >= len(f.Sections) {
-			continue
+			return nil, false
 		}
 		sec := f.Sections[shndx]
-		if sec.Flags&elf.SHF_ALLOC == 0 || sec.Flags&elf.SHF_EXECINSTR == 0 {
+		return sec, sec.Flags&elf.SHF_ALLOC != 0 && sec.Flags&elf.SHF_EXECINSTR != 0
+	}
+	// Room for every code symbol at once: most of a big table is not code.
+	k := 0
+	for i := uint64(1); i < n; i++ {
+		_, info, shndx, _, _ := entry(i)
+		if _, ok := code(info, shndx); ok {
+			k++
+		}
+	}
+	out = slices.Grow(out, k)
+	for i := uint64(1); i < n; i++ { // entry 0 is the null symbol
+		nameOff, info, shndx, value, size := entry(i)
+		typ := elf.SymType(info & 0xf)
+		sec, ok := code(info, shndx)
+		if !ok && !withNames {
 			continue
 		}
-		if name == "" || isSpecialSymbol(name) {
+		name := cString(strs, uint64(nameOff))
+		if withNames {
+			names[i] = name
+		}
+		if !ok || name == "" || isSpecialSymbol(name) {
 			continue
 		}
 		if f.Machine == elf.EM_ARM && (typ == elf.STT_FUNC || typ == sttGNUIFunc) {
@@ -183,9 +251,19 @@ func better(a, b *symbol) bool {
 }
 
 func newSymtab(all []symbol) *symtab {
-	sort.SliceStable(all, func(i, j int) bool { return all[i].addr < all[j].addr })
-	st := &symtab{names: newNameIndex(all)}
-	for i := range all {
+	// Sorted by address, stably: through indexes, as symbols are big to move.
+	order := make([]int32, len(all))
+	for i := range order {
+		order[i] = int32(i)
+	}
+	slices.SortFunc(order, func(a, b int32) int {
+		if c := cmp.Compare(all[a].addr, all[b].addr); c != 0 {
+			return c
+		}
+		return cmp.Compare(a, b)
+	})
+	st := &symtab{syms: make([]symbol, 0, len(all)), names: newNameIndex(all)}
+	for _, i := range order {
 		s := &all[i]
 		if n := len(st.syms); n > 0 && st.syms[n-1].addr == s.addr {
 			kept := &st.syms[n-1]
@@ -224,6 +302,7 @@ func newSymtab(all []symbol) *symtab {
 // symbol at a higher address (still at or below pc, in the same section)
 // covers pc, up to the next symbol.
 func (st *symtab) lookup(pc uint64) *symbol {
+	st = st.table()
 	i := sort.Search(len(st.syms), func(i int) bool { return st.syms[i].addr > pc }) - 1
 	if i < 0 {
 		return nil

@@ -208,21 +208,33 @@ func (s *Store) Lookup(ctx context.Context, buildID string) (*Symbols, error) {
 	for len(s.order) > s.max {
 		evict := s.order[0]
 		s.order = s.order[1:]
-		if old := s.cache[evict]; old != nil && old.Sym != nil {
-			// A job may still be reading it: close once every job that could have taken it
-			// has ended (jobs are bounded by their time budget).
-			time.AfterFunc(10*time.Minute, func() { old.Sym.Close() })
-		}
+		closeLater(s.cache[evict])
 		delete(s.cache, evict)
 	}
 	return sy, nil
+}
+
+// closeLater closes a dropped entry's symbol file (which keeps its file open for the DWARF
+// it reads on demand) once every job that could have taken it has ended: jobs are bounded
+// by their time budget.
+func closeLater(old *Symbols) {
+	if old != nil && old.Sym != nil {
+		time.AfterFunc(10*time.Minute, func() { old.Sym.Close() })
+	}
 }
 
 // Forget drops a build-id from the cache (new symbols arrived for it).
 func (s *Store) Forget(buildID string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	closeLater(s.cache[buildID])
 	delete(s.cache, buildID)
+	for i, id := range s.order {
+		if id == buildID {
+			s.order = append(s.order[:i:i], s.order[i+1:]...)
+			break
+		}
+	}
 }
 
 func b2i(b bool) int {

@@ -190,8 +190,25 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	}
 	set := unwind.NewModuleSet(mods)
 
-	missing := map[string]bool{}
+	// Every thread is unwound first, so that each symbol file learns all the addresses it
+	// is asked about before the first lookup (see symbolize.File.Prefetch). nil: not unwound,
+	// the frame budget being spent.
+	walks := make([]*unwind.Result, min(len(proc.Threads), lim.MaxThreads))
 	frameBudget := lim.MaxFrames
+	for ti, th := range proc.Threads[:len(walks)] {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if frameBudget <= 0 {
+			continue
+		}
+		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{MaxFrames: min(unwind.DefaultMaxFrames, frameBudget)})
+		frameBudget -= len(res.Frames)
+		walks[ti] = &res
+	}
+	prefetchSymbols(walks, set, symsByModule, core.Header.Machine)
+
+	missing := map[string]bool{}
 	tails := newTailCalls(set, mods, symsByModule, core.Header.Machine)
 	for ti, th := range proc.Threads {
 		if err := ctx.Err(); err != nil {
@@ -205,13 +222,12 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		for i, name := range proc.Arch.Regs {
 			t.Registers = append(t.Registers, Register{Name: name, Value: fmt.Sprintf("%#x", th.Regs[i])})
 		}
-		if frameBudget <= 0 {
+		if walks[ti] == nil {
 			t.Stop = fmt.Sprintf("not unwound: the core's budget of %d frames is spent", lim.MaxFrames)
 			tr.Threads = append(tr.Threads, t)
 			continue
 		}
-		res := unwind.Walk(core.Header.Machine, core.Header.Class, th.Regs, mem, set, unwind.Options{MaxFrames: min(unwind.DefaultMaxFrames, frameBudget)})
-		frameBudget -= len(res.Frames)
+		res := *walks[ti]
 		t.Stop = res.Stop
 		for fi, fr := range res.Frames {
 			// Frame 0 and a frame a signal interrupted hold the pc of the next instruction to
@@ -261,6 +277,35 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	}
 	tr.Fingerprint, tr.FingerprintKey = fp.Frames, fp.Keys
 	return &Analysis{Trace: tr, Fingerprint: fp, Title: title(tr, fp)}, nil
+}
+
+// prefetchSymbols tells each module's symbol file the addresses its frames will look up (as
+// symbolizeFrame looks them up).
+func prefetchSymbols(walks []*unwind.Result, set *unwind.ModuleSet, syms map[*unwind.Module]*symstore.Symbols, machine elf.Machine) {
+	addrs := map[*symbolize.File][]uint64{}
+	for _, res := range walks {
+		if res == nil {
+			continue
+		}
+		for fi, fr := range res.Frames {
+			pc := fr.PC
+			if machine == elf.EM_ARM {
+				pc &^= 1
+			}
+			m := set.ModuleAt(pc)
+			if fr.Signal || m == nil || syms[m] == nil || syms[m].Sym == nil {
+				continue
+			}
+			lookup := pc - m.Bias
+			if exact := fi == 0 || res.Frames[fi-1].Signal; !exact && lookup > 0 {
+				lookup--
+			}
+			addrs[syms[m].Sym] = append(addrs[syms[m].Sym], lookup)
+		}
+	}
+	for f, a := range addrs {
+		f.Prefetch(a)
+	}
 }
 
 // SignalFrameName names a signal trampoline frame, as gdb does.
