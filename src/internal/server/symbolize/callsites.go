@@ -224,24 +224,31 @@ func (x *dwarfIndex) attrThroughOrigins(e *dwarf.Entry, attr dwarf.Attr) *dwarf.
 
 // entryAt reads the DIE at off (nil when off is not a DIE of a known unit).
 func (x *dwarfIndex) entryAt(off dwarf.Offset) *dwarf.Entry {
+	_, e, _ := x.readerAt(off)
+	return e
+}
+
+// readerAt reads the DIE at off and returns it with a reader positioned after it and the end
+// of its unit (nil entry when off is not a DIE of a known unit).
+func (x *dwarfIndex) readerAt(off dwarf.Offset) (*dwarf.Reader, *dwarf.Entry, dwarf.Offset) {
 	b, ok := x.boundsOf(off)
 	if !ok {
-		return nil
+		return nil, nil, 0
 	}
 	r := x.data.Reader()
 	// The unit's own entry first: it carries the bases of indexed forms.
 	r.Seek(b.first)
 	if _, err := r.Next(); err != nil {
-		return nil
+		return nil, nil, 0
 	}
 	if off != b.first {
 		r.Seek(off)
 	}
 	e, err := r.Next()
 	if err != nil || e == nil || e.Offset != off {
-		return nil
+		return nil, nil, 0
 	}
-	return e
+	return r, e, b.end
 }
 
 func (x *dwarfIndex) addCallSite(e *dwarf.Entry, top siteLevel, w *siteWalk) error {

@@ -99,24 +99,7 @@ func (c *cxxNamer) entry(off dwarf.Offset) *dwarf.Entry {
 		return nil
 	}
 	c.reads--
-	b, ok := c.x.boundsOf(off)
-	if !ok {
-		return nil
-	}
-	r := c.x.data.Reader()
-	// The unit's own entry first: it holds the bases of indexed forms.
-	r.Seek(b.first)
-	if _, err := r.Next(); err != nil {
-		return nil
-	}
-	if off != b.first {
-		r.Seek(off)
-	}
-	e, err := r.Next()
-	if err != nil || e == nil || e.Offset != off {
-		return nil
-	}
-	return e
+	return c.x.entryAt(off)
 }
 
 // children reads the direct children of the DIE at off.
@@ -125,26 +108,14 @@ func (c *cxxNamer) children(off dwarf.Offset) []*dwarf.Entry {
 		return nil
 	}
 	c.reads--
-	b, ok := c.x.boundsOf(off)
-	if !ok {
-		return nil
-	}
-	r := c.x.data.Reader()
-	r.Seek(b.first)
-	if _, err := r.Next(); err != nil {
-		return nil
-	}
-	if off != b.first {
-		r.Seek(off)
-	}
-	e, err := r.Next()
-	if err != nil || e == nil || e.Offset != off || !e.Children {
+	r, e, end := c.x.readerAt(off)
+	if e == nil || !e.Children {
 		return nil
 	}
 	var out []*dwarf.Entry
 	for len(out) < maxCxxChildren && c.reads > 0 {
 		k, err := r.Next()
-		if err != nil || k == nil || k.Tag == 0 || k.Offset >= b.end {
+		if err != nil || k == nil || k.Tag == 0 || k.Offset >= end {
 			break
 		}
 		c.reads--
