@@ -286,6 +286,20 @@ func execute(cmd string, g *globals, o *options) int {
 	defer os.RemoveAll(tmp)
 	logf("working directory %s", tmp)
 	opt := debugpkg.Options{TmpDir: tmp, EuUnstrip: o.euUnstrip, SplitStyle: o.splitStyle, Concurrency: o.concurrency, Log: logf}
+	// The server is asked as soon as the image's build-ids are known, so that nothing it has is
+	// recombined, and a re-run does not read the -dbg image at all.
+	var (
+		have       map[string]bool // nil: the server was not asked
+		presentErr error
+		asked      bool
+	)
+	if client != nil {
+		opt.Present = func(ctx context.Context, ids []string) map[string]bool {
+			asked = true
+			have, presentErr = client.Present(ctx, ids)
+			return have
+		}
+	}
 	var res *debugpkg.Result
 	if cmd == cmdYocto {
 		res, err = debugpkg.FromYocto(ctx, o.image, o.dbgImage, opt)
@@ -299,10 +313,11 @@ func execute(cmd string, g *globals, o *options) int {
 
 	rep := newReport(cmd, g, o, res)
 	code := 0
-	var have map[string]bool // nil: the server was not asked
 	if client != nil {
-		have, err = client.Present(ctx, rep.buildIDs())
-		switch {
+		if !asked { // no ELF file with a build-id
+			have, presentErr = client.Present(ctx, rep.buildIDs())
+		}
+		switch err := presentErr; {
 		case errors.Is(err, upload.ErrNoPresentCheck):
 			prog.Note("the server has no present check (Memfault's cloud has none): sending every file")
 		case err != nil:

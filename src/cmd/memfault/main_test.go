@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"meta-memfault-go/internal/testutil/symtest"
+	"meta-memfault-go/internal/testutil/yoctoimage"
 )
 
 var (
@@ -139,9 +140,10 @@ func count(reqs []string, prefix, suffix string) int {
 }
 
 type reportJSON struct {
-	Command string `json:"command"`
-	DryRun  bool   `json:"dry_run"`
-	Server  struct {
+	Command         string `json:"command"`
+	DryRun          bool   `json:"dry_run"`
+	DbgImageSkipped bool   `json:"dbg_image_skipped"`
+	Server          struct {
 		URL          string `json:"url"`
 		Asked        bool   `json:"asked"`
 		PresentCheck bool   `json:"present_check"`
@@ -155,6 +157,7 @@ type reportJSON struct {
 		DebugInfoAvailable bool    `json:"debug_info_available"`
 		ServerHas          *bool   `json:"server_has"`
 		Uploaded           bool    `json:"uploaded"`
+		SymbolSource       string  `json:"symbol_source"`
 	} `json:"elfs"`
 	Symbols []struct {
 		Path    string `json:"path"`
@@ -563,4 +566,58 @@ func TestProgressBarOnTerminal(t *testing.T) {
 	last := draws[len(draws)-1]
 	require.Regexp(t, `^\[=+\] 3/3 files  [0-9.]+ KiB/[0-9.]+ KiB  1 failed\r\n$`, last)
 	require.NotContains(t, stdout.String(), "\x1b", "stdout is not the terminal")
+}
+
+// TestYoctoSecondRunSkipsDbgImage: once the rootfs is read the server is asked; on a second
+// upload of the same image it has every build-id, so nothing is recombined and the -dbg image
+// is not read. The report still accounts for every ELF file.
+func TestYoctoSecondRunSkipsDbgImage(t *testing.T) {
+	yoctoimage.Need(t)
+	yoctoimage.Need(t, "eu-unstrip")
+	img := yoctoimage.Compile(t, yoctoimage.Default()).Image(t, yoctoimage.StyleWithSrcpkg, yoctoimage.Zstd)
+	srv := symtest.StartServer(t, serverBin)
+	px := symtest.NewProxy(t, srv)
+	rep := filepath.Join(t.TempDir(), "report.json")
+	yocto := []string{"upload-yocto-symbols", "-i", img.Rootfs, "-d", img.Dbg, "--report", rep}
+
+	r := cli(t, nil, args(creds(px.URL), yocto)...)
+	require.Equal(t, 0, r.code)
+	first := readReport(t, rep)
+	require.False(t, first.DbgImageSkipped)
+	require.EqualValues(t, img.ProgramsWithDebug, first.Summary["uploaded"])
+	require.NotContains(t, r.stdout, "-dbg image was not read")
+
+	px.SetFault(nil)
+	r = cli(t, nil, args(creds(px.URL), yocto)...)
+	require.Equal(t, 0, r.code)
+	require.Contains(t, r.stdout, "the -dbg image was not read: the server has the symbols of every ELF file of the image")
+	require.Equal(t, []string{"POST /api/v0/organizations/acme/projects/widget/symbols/present"}, px.Requests())
+	got := readReport(t, rep)
+	require.True(t, got.DbgImageSkipped)
+	require.EqualValues(t, img.ProgramsWithDebug, got.Summary["already_present"])
+	require.EqualValues(t, img.ProgramsWithDebug, got.Summary["symbol_files"])
+	require.EqualValues(t, 0, got.Summary["uploaded"])
+	require.Len(t, got.ELFs, len(img.ELFs))
+	for _, e := range got.ELFs {
+		if e.BuildID == "" {
+			continue
+		}
+		require.NotNil(t, e.ServerHas, e.Path)
+		require.True(t, *e.ServerHas, e.Path)
+		require.True(t, e.DebugInfoAvailable, e.Path)
+		require.Equal(t, "on-server", e.SymbolSource, e.Path)
+		require.False(t, e.Uploaded, e.Path)
+	}
+	for _, s := range got.Symbols {
+		require.Equal(t, "present", s.Status, s.Path)
+	}
+	for _, u := range got.UnreadableLater {
+		require.Empty(t, u.BuildID, "%s: readable: the server has its symbols", u.Path)
+	}
+
+	// A dry run says the same without reading the -dbg image either.
+	r = cli(t, nil, args(creds(px.URL), yocto, []string{"--dry-run"})...)
+	require.Equal(t, 0, r.code)
+	require.Contains(t, r.stdout, fmt.Sprintf("0 would be uploaded (0 B), %d already on the server", img.ProgramsWithDebug))
+	require.Contains(t, r.stdout, "the -dbg image was not read")
 }

@@ -12,17 +12,21 @@ import (
 
 // report is what --report writes and what the summary on stdout is made of.
 type report struct {
-	Tool       string       `json:"tool"`
-	Command    string       `json:"command"`
-	Image      string       `json:"image,omitempty"`
-	DbgImage   string       `json:"dbg_image,omitempty"`
-	Archive    string       `json:"archive,omitempty"`
-	SplitStyle string       `json:"split_style,omitempty"`
-	DryRun     bool         `json:"dry_run"`
-	Server     reportServer `json:"server"`
+	Tool       string `json:"tool"`
+	Command    string `json:"command"`
+	Image      string `json:"image,omitempty"`
+	DbgImage   string `json:"dbg_image,omitempty"`
+	Archive    string `json:"archive,omitempty"`
+	SplitStyle string `json:"split_style,omitempty"`
+	// DbgImageSkipped: the server had the symbols of every binary of the image, so the -dbg
+	// image was not read (debug_file and paired_by are then not known).
+	DbgImageSkipped bool         `json:"dbg_image_skipped,omitempty"`
+	DryRun          bool         `json:"dry_run"`
+	Server          reportServer `json:"server"`
 	// ELFs is every ELF file of the image (for upload-yocto-symbols, of the rootfs).
 	ELFs []reportELF `json:"elfs"`
-	// Symbols is every symbol file made, and what became of it.
+	// Symbols is every symbol file made, and what became of it; one with source "on-server"
+	// stands for a build-id the server already had (nothing was made).
 	Symbols []reportSymbol     `json:"symbols"`
 	Skipped []debugpkg.Skipped `json:"skipped"`
 	Failed  []reportSymbol     `json:"failed"`
@@ -97,19 +101,20 @@ const (
 
 func newReport(cmd string, g *globals, o *options, res *debugpkg.Result) *report {
 	r := &report{
-		Tool:       "memfault " + version.Version,
-		Command:    cmd,
-		Image:      o.image,
-		DbgImage:   o.dbgImage,
-		Archive:    o.archive,
-		SplitStyle: res.SplitStyle,
-		DryRun:     o.dryRun,
-		Server:     reportServer{URL: upload.Redact(g.url), Org: g.org, Project: g.project, Asked: g.hasCredentials()},
-		ELFs:       []reportELF{},
-		Symbols:    []reportSymbol{},
-		Skipped:    append([]debugpkg.Skipped{}, res.Skipped...),
-		Failed:     []reportSymbol{},
-		verbose:    g.verbose,
+		Tool:            "memfault " + version.Version,
+		Command:         cmd,
+		Image:           o.image,
+		DbgImage:        o.dbgImage,
+		Archive:         o.archive,
+		SplitStyle:      res.SplitStyle,
+		DbgImageSkipped: res.DbgImageSkipped,
+		DryRun:          o.dryRun,
+		Server:          reportServer{URL: upload.Redact(g.url), Org: g.org, Project: g.project, Asked: g.hasCredentials()},
+		ELFs:            []reportELF{},
+		Symbols:         []reportSymbol{},
+		Skipped:         append([]debugpkg.Skipped{}, res.Skipped...),
+		Failed:          []reportSymbol{},
+		verbose:         g.verbose,
 	}
 	r.byPath, r.byID = map[string]int{}, map[string]int{}
 	for i, s := range res.Symbols {
@@ -299,6 +304,9 @@ func (r *report) print(w io.Writer) {
 	} else {
 		p("%s: %d ELF files, %d symbol files: %d uploaded (%s), %d already on the server, %d failed; %d skipped",
 			r.Command, s.ELFs, s.SymbolFiles, s.Uploaded, upload.HumanBytes(s.BytesUploaded), s.AlreadyPresent, s.Failed, s.Skipped)
+	}
+	if r.DbgImageSkipped {
+		p("the -dbg image was not read: the server has the symbols of every ELF file of the image")
 	}
 	if len(r.Skipped) > 0 {
 		p("skipped:")

@@ -48,6 +48,7 @@ func TestYoctoSymbolsToServer(t *testing.T) {
 	require.Contains(t, first, "/usr/lib/libcrash.so.1.0.0")
 	second := upload()
 	require.NotContains(t, second, "uploaded /usr/", "the second run sends no file:\n%s", second)
+	require.Contains(t, second, "the -dbg image was not read", "the second run reads the rootfs only:\n%s", second)
 
 	// The crash, from the stripped files of the image.
 	// A core_pattern naming a file honours RLIMIT_CORE, which may be 0 here.

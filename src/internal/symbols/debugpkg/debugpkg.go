@@ -41,13 +41,16 @@ const (
 	SourceUnstripped = "unstripped"
 	SourceDebugOnly  = "debug-only"
 	SourceBinary     = "binary"
+	SourceOnServer   = "on-server" // the server has the build-id (Options.Present): no file
 )
 
 // FromYocto reads a Yocto image's rootfs and its -dbg rootfs (IMAGE_GEN_DEBUGFS): tarballs
-// in any compression, or directories. Both are read once, at the same time, as streams; only
-// ELF files are written to the temporary directory. Binaries are paired with debug files by
-// build-id as soon as both are seen, and recombined with eu-unstrip while the streams are still
-// being read; by path (per split style) and .gnu_debuglink once both are read.
+// in any compression, or directories. Each is read once, as a stream: the rootfs first, then,
+// once Options.Present has said which build-ids the server lacks, the -dbg rootfs (not at all
+// when the server has them all); only ELF files are written to the temporary directory.
+// Binaries are paired with debug files by build-id as soon as both are seen, and recombined
+// with eu-unstrip while the -dbg stream is still being read; by path (per split style) and
+// .gnu_debuglink once both are read.
 func FromYocto(ctx context.Context, image, dbgImage string, opt Options) (*Result, error) {
 	return build(ctx, image, dbgImage, opt)
 }
@@ -117,6 +120,10 @@ type run struct {
 	skipped []Skipped
 	wg      sync.WaitGroup
 	sem     chan struct{}
+	// have is Options.Present's answer: build-ids the server has. decided is closed once it
+	// is known (at once without Options.Present); no eu-unstrip runs before.
+	have    map[string]bool
+	decided chan struct{}
 }
 
 func build(ctx context.Context, image, dbgImage string, opt Options) (res *Result, err error) {
@@ -160,6 +167,10 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 		links:   [2]map[string]string{{}, {}},
 		symlink: [2]map[string]string{{}, {}},
 		jobs:    map[string]*job{}, sem: make(chan struct{}, n),
+		have: map[string]bool{}, decided: make(chan struct{}),
+	}
+	if opt.Present == nil {
+		close(r.decided)
 	}
 	if log := r.logf; log == nil {
 		r.logf = func(string, ...any) {}
@@ -171,26 +182,27 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 			log(f, a...)
 		}
 	}
-	defer r.wg.Wait() // never leave eu-unstrip running, even on errors
+	defer func() {
+		if err != nil {
+			cancel() // the eu-unstrip runs of a failed run stop
+		}
+		r.wg.Wait() // never leave eu-unstrip running, even on errors
+	}()
 
-	inputs := []string{image}
+	// The image first: once its build-ids are known the server is asked, and the -dbg image is
+	// read only for what the server lacks (a re-run reads the rootfs alone).
+	if err := r.scan(sideImage, image); err != nil {
+		return nil, err
+	}
+	needDbg := r.decide(opt.Present)
+	skipDbg := dbgImage != "" && !needDbg
 	if dbgImage != "" {
-		inputs = append(inputs, dbgImage)
-	}
-	errs := make([]error, len(inputs))
-	var scans sync.WaitGroup
-	for i, in := range inputs {
-		scans.Add(1)
-		go func(s side, in string) {
-			defer scans.Done()
-			if err := r.scan(s, in); err != nil {
-				errs[s] = err
-				cancel()
-			}
-		}(side(i), in)
-	}
-	scans.Wait()
-	for _, err := range errs {
+		if skipDbg {
+			r.logf("-dbg image %s: not read: the server has the symbols of every binary of the image", filepath.Base(dbgImage))
+			err = probeImage(dbgImage)
+		} else {
+			err = r.scan(sideDbg, dbgImage)
+		}
 		if err != nil {
 			return nil, err
 		}
@@ -199,9 +211,9 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 		return nil, err
 	}
 
-	r.warnOddInputs(dbgImage != "")
+	r.warnOddInputs(dbgImage != "" && !skipDbg)
 	style := opt.SplitStyle
-	if dbgImage != "" {
+	if dbgImage != "" && !skipDbg {
 		detected := r.detectStyle()
 		if style == "" {
 			style = detected
@@ -218,8 +230,69 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 	}
 	res = r.result()
 	res.SplitStyle = style
+	res.DbgImageSkipped = skipDbg
 	res.dir = dir
 	return res, nil
+}
+
+// decide asks present (when set) which build-ids of the image the server has, once the image
+// has been read, and lets the jobs waiting for the answer go on. It says whether the -dbg
+// image is needed: without an answer, when the server has none of the image's binaries, or
+// while a binary the server lacks still waits for its debug file.
+func (r *run) decide(present func(context.Context, []string) map[string]bool) (needDbg bool) {
+	if present == nil {
+		return true
+	}
+	r.mu.Lock()
+	asked := map[string]bool{}
+	var ids []string
+	for _, b := range r.bins {
+		if id := b.facts.buildID; id != "" && !asked[id] {
+			asked[id] = true
+			ids = append(ids, id)
+		}
+	}
+	r.mu.Unlock()
+	sort.Strings(ids)
+	var have map[string]bool
+	if len(ids) > 0 {
+		have = present(r.ctx, ids)
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for id, ok := range have {
+		if id = strings.ToLower(id); ok && asked[id] {
+			r.have[id] = true
+		}
+	}
+	close(r.decided)
+	if len(r.have) == 0 {
+		return true
+	}
+	for _, b := range r.bins {
+		id := b.facts.buildID
+		if id != "" && isCode(b.facts) && !r.have[id] && r.jobs[id] == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// isCode says whether an ELF file can have symbols to upload: not a core or another type.
+func isCode(fs facts) bool { return fs.typ != "core" && fs.typ != "other" }
+
+// probeImage opens an image that is not read and reads its first member, so that a missing
+// or unreadable -dbg image is an error even when the server needs nothing from it.
+func probeImage(in string) error {
+	m, err := openImage(in)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", in, err)
+	}
+	defer m.Close()
+	if _, err := m.Next(); err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, errRefused) {
+		return fmt.Errorf("read -dbg image %s: %w", in, err)
+	}
+	return nil
 }
 
 // warnOddInputs logs inputs that look swapped or wrong: a -dbg image without debug files, an
@@ -442,7 +515,7 @@ func (r *run) add(s side, p, file string, size int64, fs facts) {
 	r.binAt[p] = b
 	id := fs.buildID
 	switch {
-	case fs.typ == "core" || fs.typ == "other":
+	case !isCode(fs):
 		r.skipped = append(r.skipped, Skipped{Path: p, Reason: ReasonNotCode, Detail: fs.typ})
 	case id == "":
 		r.skipped = append(r.skipped, Skipped{Path: p, Reason: ReasonNoBuildID})
@@ -492,6 +565,17 @@ func (r *run) start(b *program, d *debugFile, how string) {
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
+		select {
+		case <-r.decided:
+		case <-r.ctx.Done():
+			return
+		}
+		r.mu.Lock()
+		onServer := r.have[id]
+		r.mu.Unlock()
+		if onServer {
+			return // nothing to make (result removes the files)
+		}
 		select {
 		case r.sem <- struct{}{}:
 		case <-r.ctx.Done():
@@ -691,6 +775,15 @@ func (r *run) pairRest(style string) {
 		if id == "" || b.facts.hasDebug || r.jobs[id] != nil || b.file == "" {
 			continue
 		}
+		if r.have[id] {
+			// The server has it: nothing to make; its debug file is looked for the report only.
+			j := &job{bin: b}
+			if d, how, _ := r.findDebug(b, style); d != nil {
+				j.dbg, j.pairedBy, d.used = d, how, true
+			}
+			r.jobs[id] = j
+			continue
+		}
 		d, how, why := r.findDebug(b, style)
 		if d == nil {
 			r.skipped = append(r.skipped, Skipped{Path: b.path, Reason: ReasonNoDebug, Detail: why})
@@ -807,8 +900,10 @@ func (r *run) result() *Result {
 		}
 		res.ELFs = append(res.ELFs, info)
 	}
-	for _, j := range r.jobs {
+	for id, j := range r.jobs {
 		switch {
+		case r.have[id]:
+			res.Symbols = append(res.Symbols, Symbol{BuildID: id, Path: j.bin.path, Source: SourceOnServer})
 		case j.sym != nil:
 			res.Symbols = append(res.Symbols, *j.sym)
 		case j.skip != nil:

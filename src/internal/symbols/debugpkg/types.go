@@ -4,7 +4,10 @@
 // uploaded file holds DWARF, the symbol table and the unwind tables together.
 package debugpkg
 
-import "os"
+import (
+	"context"
+	"os"
+)
 
 // ELFInfo describes one ELF file of an image.
 type ELFInfo struct {
@@ -33,7 +36,8 @@ type Symbol struct {
 	Size    int64  `json:"size"`
 	// Source says how the file was made: "unstripped" (eu-unstrip of the binary and its debug
 	// file), "debug-only" (the debug file alone: the binary could not be recombined), or
-	// "binary" (the binary itself already has DWARF).
+	// "binary" (the binary itself already has DWARF); "on-server" when the server already has
+	// the build-id (Options.Present): nothing was made, File is "" and Size 0.
 	Source string `json:"source"`
 }
 
@@ -65,6 +69,9 @@ type Result struct {
 	Symbols    []Symbol  `json:"symbols"`
 	Skipped    []Skipped `json:"skipped"`
 	SplitStyle string    `json:"split_style,omitempty"` // PACKAGE_DEBUG_SPLIT_STYLE detected or given
+	// DbgImageSkipped says that the -dbg image was not read: Options.Present answered that the
+	// server has the symbols of every binary of the image (pairings are then not known).
+	DbgImageSkipped bool `json:"dbg_image_skipped,omitempty"`
 
 	dir string
 }
@@ -86,4 +93,11 @@ type Options struct {
 	SplitStyle  string                           // "" = detect from the -dbg image's layout; else one of SplitStyles
 	Concurrency int                              // parallel eu-unstrip runs (default 8)
 	Log         func(format string, args ...any) // progress and warnings; called from one goroutine at a time
+	// Present, when set, is asked once, as soon as the image (the rootfs, or the archive) has
+	// been read, with the build-ids of its ELF files (lower-case, sorted, unique); it answers
+	// which of them the server already has (nil: none). Those are neither recombined nor kept:
+	// their Symbol has Source SourceOnServer and no File. When the server has at least one and
+	// every binary that would need the -dbg image is among them, the -dbg image is not read
+	// (Result.DbgImageSkipped): a second upload of the same build reads the rootfs only.
+	Present func(ctx context.Context, buildIDs []string) map[string]bool
 }
