@@ -509,15 +509,18 @@ func offsetFormsIn(chunks func(func([]byte) error) error) bool {
 
 // activateRest makes every unit not active yet active, in section order
 // after the others. x.mu is held.
-func (x *dwarfIndex) activateRest() error {
+func (x *dwarfIndex) activateRest() error { return x.copyEveryUnit(true) }
+
+// copyEveryUnit copies the units scanned so far (only the inactive ones when inactiveOnly),
+// then each further unit as soon as its header is read, .debug_info forward. x.mu is held.
+func (x *dwarfIndex) copyEveryUnit(inactiveOnly bool) error {
 	for i := range x.bounds {
-		if !x.bounds[i].active {
+		if !inactiveOnly || !x.bounds[i].active {
 			if err := x.copyUnit(i); err != nil {
 				return err
 			}
 		}
 	}
-	// Then each unit as soon as its header is read: .debug_info forward.
 	for {
 		more, err := x.scanNext()
 		if err != nil {
@@ -592,24 +595,9 @@ func (x *dwarfIndex) activateAll() error {
 		return err
 	}
 	x.cinfo = info
-	for i := range x.bounds { // scanned before
-		if err := x.copyUnit(i); err != nil {
-			return err
-		}
+	if err := x.copyEveryUnit(false); err != nil {
+		return err
 	}
-	for {
-		more, err := x.scanNext()
-		if err != nil {
-			return err
-		}
-		if !more {
-			break
-		}
-		if err := x.copyUnit(len(x.bounds) - 1); err != nil {
-			return err
-		}
-	}
-	x.allActive = true
 	all := make([]int, len(x.bounds))
 	for i := range all {
 		all[i] = i
