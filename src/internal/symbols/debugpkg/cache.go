@@ -14,6 +14,7 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"meta-memfault-go/internal/version"
 )
@@ -182,6 +183,20 @@ func (e *cacheEntry) check(sum string, size int64) error {
 	return nil
 }
 
+// exact says whether JSON keeps the event's strings as they are (valid UTF-8).
+func (ev *event) exact() bool {
+	ss := []string{ev.Path, ev.Target, ev.Reason, ev.Detail}
+	if f := ev.Facts; f != nil {
+		ss = append(ss, f.BuildID, f.Type, f.Machine, f.DebugLink)
+	}
+	for _, s := range ss {
+		if !utf8.ValidString(s) {
+			return false
+		}
+	}
+	return true
+}
+
 func eventsSum(events []event) string {
 	b, err := json.Marshal(events)
 	if err != nil {
@@ -196,6 +211,13 @@ func eventsSum(events []event) string {
 func (c *imageCache) store(sum string, size int64, events []event) {
 	if events == nil {
 		events = []event{}
+	}
+	for _, ev := range events {
+		if !ev.exact() {
+			// JSON would replace its bytes: the replay would not give what reading gives.
+			c.logf("cache: not stored: %q is not UTF-8", ev.Path)
+			return
+		}
 	}
 	e := cacheEntry{Format: cacheFormat, Tool: toolID(), SHA256: sum, Size: size, EventsSHA256: eventsSum(events), Events: events}
 	err := c.write(sum, &e)

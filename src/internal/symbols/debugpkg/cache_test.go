@@ -268,3 +268,20 @@ func TestCachePrune(t *testing.T) {
 	}
 	require.FileExists(t, c.path(fmt.Sprintf("%03d", cacheKeep+2)))
 }
+
+// TestCacheNotUTF8: an image with a name JSON cannot keep as it is is not cached: a replay
+// would name the file otherwise than reading the image does.
+func TestCacheNotUTF8(t *testing.T) {
+	b := defaultBuild(t)
+	img := b.Image(t, yoctoimage.StyleWithSrcpkg, yoctoimage.None)
+	archive := filepath.Join(t.TempDir(), "symbols.tar")
+	writeTar(t, archive, [][2]string{{"usr/bin/cr\xffsher", readFile(t, img.Expect("/usr/bin/crasher").Original)}})
+	cache := filepath.Join(t.TempDir(), "cache")
+	for i := 0; i < 2; i++ {
+		res, _ := cacheRun(t, archive, "", cache, (&presentAll{}).ask)
+		require.False(t, res.Input.FromCache)
+		require.Len(t, res.ELFs, 1)
+		require.Equal(t, "/usr/bin/cr\xffsher", res.ELFs[0].Path)
+	}
+	require.Empty(t, cacheEntries(t, cache))
+}

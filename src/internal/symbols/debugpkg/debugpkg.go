@@ -227,7 +227,7 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 				return nil, err
 			}
 			res.dir = dir
-			res.Input = input
+			res.Input = r.input
 			return res, nil
 		}
 	}
