@@ -7,7 +7,9 @@
 #      split style's path, `eu-unstrip -o` each pair, then per file curl prepare (POST .../upload),
 #      PUT to the upload URL, commit (POST .../symbols), jq for the JSON; one after the other;
 #   2. memfault upload-yocto-symbols (default --concurrency 8);
-#   3. memfault again against the same server: everything is present.
+#   3. memfault again against the same server: everything is present (its image index cache
+#      in the work directory, filled by 2: the rootfs is hashed, not decompressed); then once
+#      more with --no-cache (the rootfs is decoded, the -dbg image is not), for comparison.
 # Each of 1 and 2 uploads into a fresh memfault-server (loopback, fresh --data). Wall time,
 # CPU and peak RSS (GNU time's max RSS: the largest single process of the run, children
 # included) of each; the server's own VmHWM aside. Targets: baseline/memfault >= 2,
@@ -28,6 +30,7 @@ for tool in /usr/bin/time curl jq eu-unstrip tar bzip2 zstd; do
 done
 work=$(mktemp -d "${BENCH_TMP:-/tmp}/mfsymbench.XXXXXX")
 export TMPDIR="$work/tmp"
+export MEMFAULT_CACHE_DIR="$work/cache" # never the user's: each run of the script starts empty
 mkdir -p "$TMPDIR" "$top/bench/out"
 out="$top/bench/out/symbols-$(date -u +%Y%m%dT%H%M%SZ).txt"
 pids=()
@@ -157,8 +160,17 @@ for comp in $COMPS; do
 	r_el=$el r_rss=$rss r_cpu=$cpu
 	say "  $(head -1 "$work/rerun-$comp.out")"
 	grep -q -- '-dbg image was not read' "$work/rerun-$comp.out" && say "  (the -dbg image was not read)"
+	grep -q -- 'index came from the cache' "$work/rerun-$comp.out" && say "  (the rootfs was not decompressed: its index came from the cache)"
+	say "  input: $(jq -c .input "$work/rerun.json")"
 	say "  ${el} s, ${cpu} cpu-s, peak RSS $(mib "$rss") MiB"
 	[ "$(jq .summary.already_present "$work/rerun.json")" = "$ELFS" ] || { echo "the re-run did not find $ELFS files present" >&2; exit 1; }
+
+	say "memfault re-run --no-cache, everything present (load $(load))"
+	measure "rerun-nc-$comp" "${mf[@]}" --report "$work/rerun-nc.json" --no-cache
+	say "  ${el} s, ${cpu} cpu-s, peak RSS $(mib "$rss") MiB; $(ratio "$el" "$m_el") of the first run"
+	[ "$(jq .summary.already_present "$work/rerun-nc.json")" = "$ELFS" ] || { echo "the --no-cache re-run did not find $ELFS files present" >&2; exit 1; }
+	[ "$(jq -S 'del(.input)' "$work/rerun.json")" = "$(jq -S 'del(.input)' "$work/rerun-nc.json")" ] ||
+		{ echo "the re-run's report from the cache differs from the --no-cache one" >&2; exit 1; }
 	stop_server "mf-$comp"
 
 	table+=("$(printf '| %-8s | %7.1f s %6s MiB | %7.1f s %6s MiB | %6sx | %6.1f s %6s MiB | %6s |' "$comp" \

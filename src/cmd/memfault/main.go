@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -56,6 +57,12 @@ Options of both commands:
                       will be unreadable
   --retry-max N       retries of one request after a network error or a 5xx answer (default 4)
   --retry-wait D      first wait before a retry, doubling (default 1s)
+  --cache-dir DIR     where an index of each image tarball read is kept (its ELF files,
+                      build-ids, skipped files), by the SHA-256 of its bytes: a re-run of
+                      the same tarball whose build-ids the server all has hashes it and
+                      decompresses nothing (env MEMFAULT_CACHE_DIR; default
+                      $XDG_CACHE_HOME/memfault, else ~/.cache/memfault)
+  --no-cache          neither use nor fill the cache (env MEMFAULT_NO_CACHE=1)
 
 Global options (before the command, or after it):
   --org SLUG          organization (env MEMFAULT_ORG)
@@ -103,6 +110,8 @@ type options struct {
 	report                   string
 	retryMax                 int
 	retryWait                time.Duration
+	cacheDir                 string
+	noCache                  bool
 }
 
 func usageError(format string, args ...any) int {
@@ -173,6 +182,15 @@ func run(args []string) int {
 	fs.StringVar(&o.report, "report", "", "")
 	fs.IntVar(&o.retryMax, "retry-max", 4, "")
 	fs.DurationVar(&o.retryWait, "retry-wait", time.Second, "")
+	fs.StringVar(&o.cacheDir, "cache-dir", os.Getenv("MEMFAULT_CACHE_DIR"), "")
+	noCache := false
+	if v := os.Getenv("MEMFAULT_NO_CACHE"); v != "" {
+		var err error
+		if noCache, err = strconv.ParseBool(v); err != nil {
+			return usageError("%s: MEMFAULT_NO_CACHE=%q: want 1 or 0", cmd, upload.Printable(v))
+		}
+	}
+	fs.BoolVar(&o.noCache, "no-cache", noCache, "")
 	if err := fs.Parse(rest[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Print(usageText)
@@ -285,7 +303,8 @@ func execute(cmd string, g *globals, o *options) int {
 	}
 	defer os.RemoveAll(tmp)
 	logf("working directory %s", tmp)
-	opt := debugpkg.Options{TmpDir: tmp, EuUnstrip: o.euUnstrip, SplitStyle: o.splitStyle, Concurrency: o.concurrency, Log: logf}
+	opt := debugpkg.Options{TmpDir: tmp, EuUnstrip: o.euUnstrip, SplitStyle: o.splitStyle, Concurrency: o.concurrency, Log: logf,
+		CacheDir: cacheDir(o, logf)}
 	// The server is asked as soon as the image's build-ids are known, so that nothing it has is
 	// recombined, and a re-run does not read the -dbg image at all.
 	var (
@@ -348,6 +367,24 @@ func execute(cmd string, g *globals, o *options) int {
 		}
 	}
 	return code
+}
+
+// cacheDir is the directory of the image index cache: --cache-dir (MEMFAULT_CACHE_DIR), else
+// memfault under the user's cache directory; "" (no cache) with --no-cache or when there is no
+// such directory.
+func cacheDir(o *options, logf func(string, ...any)) string {
+	if o.noCache {
+		return ""
+	}
+	if o.cacheDir != "" {
+		return o.cacheDir
+	}
+	d, err := os.UserCacheDir()
+	if err != nil {
+		logf("no image index cache: %v", err)
+		return ""
+	}
+	return filepath.Join(d, "memfault")
 }
 
 // explain adds a hint for the answers a user can fix.

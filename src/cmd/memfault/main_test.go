@@ -85,7 +85,8 @@ type result struct {
 	tmp            string // TMPDIR of the run
 }
 
-// cli runs memfault with env added to a clean environment (no MEMFAULT_*, TMPDIR of its own).
+// cli runs memfault with env added to a clean environment (no MEMFAULT_*, TMPDIR of its own,
+// the image index cache in a directory of the test's: its runs share it, other tests do not).
 // Every run is checked: the token never shows, the temporary directory is left empty, and
 // output not on a terminal has no control sequences.
 func cli(t *testing.T, env []string, args ...string) result {
@@ -97,7 +98,8 @@ func cli(t *testing.T, env []string, args ...string) result {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
-	cmd.Env = append(append(cmd.Env, "TMPDIR="+r.tmp), env...)
+	cache := filepath.Join(workDir, "cache", strings.NewReplacer("/", "_").Replace(t.Name()))
+	cmd.Env = append(append(cmd.Env, "TMPDIR="+r.tmp, "XDG_CACHE_HOME="+cache), env...)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
@@ -143,7 +145,17 @@ type reportJSON struct {
 	Command         string `json:"command"`
 	DryRun          bool   `json:"dry_run"`
 	DbgImageSkipped bool   `json:"dbg_image_skipped"`
-	Server          struct {
+	Input           struct {
+		FromCache   bool   `json:"from_cache"`
+		ImageSHA256 string `json:"image_sha256"`
+		Image       struct {
+			Hashed, Compressed, Decompressed int64
+		} `json:"image"`
+		DbgImage struct {
+			Hashed, Compressed, Decompressed int64
+		} `json:"dbg_image"`
+	} `json:"input"`
+	Server struct {
 		URL          string `json:"url"`
 		Asked        bool   `json:"asked"`
 		PresentCheck bool   `json:"present_check"`
@@ -620,4 +632,108 @@ func TestYoctoSecondRunSkipsDbgImage(t *testing.T) {
 	require.Equal(t, 0, r.code)
 	require.Contains(t, r.stdout, fmt.Sprintf("0 would be uploaded (0 B), %d already on the server", img.ProgramsWithDebug))
 	require.Contains(t, r.stdout, "the -dbg image was not read")
+}
+
+// TestSecondRunFromCache: a second upload-yocto-symbols of the same .tar.bz2 image, the server
+// having everything, reads nothing of either tarball but the rootfs's bytes for their SHA-256:
+// the decompressor (lbzip2, logged by a wrapper on PATH) is not started, no byte is decoded
+// (input in the report), the server is asked once, and the report is the one reading the
+// image gives. --no-cache, MEMFAULT_NO_CACHE and --cache-dir do what they say.
+func TestSecondRunFromCache(t *testing.T) {
+	yoctoimage.Need(t, "eu-unstrip")
+	real, err := exec.LookPath("lbzip2")
+	if err != nil {
+		t.Skip("lbzip2 not installed")
+	}
+	bin := t.TempDir()
+	runs := filepath.Join(t.TempDir(), "lbzip2-runs")
+	require.NoError(t, os.WriteFile(filepath.Join(bin, "lbzip2"),
+		[]byte(fmt.Sprintf("#!/bin/sh\necho run >> '%s'\nexec '%s' \"$@\"\n", runs, real)), 0o755))
+	lbzip2Runs := func() int {
+		b, err := os.ReadFile(runs)
+		if os.IsNotExist(err) {
+			return 0
+		}
+		require.NoError(t, err)
+		return strings.Count(string(b), "run\n")
+	}
+	env := []string{"PATH=" + bin + string(os.PathListSeparator) + os.Getenv("PATH")}
+
+	img := yoctoimage.Compile(t, yoctoimage.Default()).Image(t, yoctoimage.StyleWithSrcpkg, yoctoimage.Bzip2)
+	srv := symtest.StartServer(t, serverBin)
+	px := symtest.NewProxy(t, srv)
+	dir := t.TempDir()
+	rep := func(name string) string { return filepath.Join(dir, name+".json") }
+	yocto := func(report string, more ...string) []string {
+		return args(creds(px.URL), []string{"upload-yocto-symbols", "-i", img.Rootfs, "-d", img.Dbg, "--report", report}, more)
+	}
+
+	// First run: both tarballs decoded by lbzip2, everything uploaded, the index cached.
+	r := cli(t, env, yocto(rep("first"))...)
+	require.Equal(t, 0, r.code)
+	require.Equal(t, 2, lbzip2Runs(), "rootfs and -dbg image")
+	first := readReport(t, rep("first"))
+	require.EqualValues(t, img.ProgramsWithDebug, first.Summary["uploaded"])
+	require.False(t, first.Input.FromCache)
+
+	// Without the cache, everything present: the rootfs is decoded, the -dbg image is not.
+	px.SetFault(nil)
+	r = cli(t, env, yocto(rep("full"), "--no-cache")...)
+	require.Equal(t, 0, r.code)
+	require.Equal(t, 3, lbzip2Runs())
+	require.NotContains(t, r.stdout, "from the cache")
+	full := readReport(t, rep("full"))
+	require.False(t, full.Input.FromCache)
+	require.Positive(t, full.Input.Image.Decompressed)
+	require.Zero(t, full.Input.DbgImage.Decompressed)
+
+	// From the cache: no decompressor, one request.
+	px.SetFault(nil)
+	r = cli(t, env, yocto(rep("cached"))...)
+	require.Equal(t, 0, r.code)
+	require.Equal(t, 3, lbzip2Runs(), "lbzip2 ran on a re-run served by the cache")
+	require.Equal(t, []string{"POST /api/v0/organizations/acme/projects/widget/symbols/present"}, px.Requests())
+	require.Contains(t, r.stdout, "the image was not decompressed: its index came from the cache (sha256 ")
+	require.Contains(t, r.stdout, "the -dbg image was not read")
+	cached := readReport(t, rep("cached"))
+	require.True(t, cached.Input.FromCache)
+	require.Equal(t, first.Input.ImageSHA256, cached.Input.ImageSHA256)
+	fi, err := os.Stat(img.Rootfs)
+	require.NoError(t, err)
+	require.Equal(t, fi.Size(), cached.Input.Image.Hashed)
+	require.Zero(t, cached.Input.Image.Compressed+cached.Input.Image.Decompressed, "bytes of the rootfs decoded")
+	require.Zero(t, cached.Input.DbgImage.Compressed+cached.Input.DbgImage.Decompressed, "bytes of the -dbg image decoded")
+	require.Equal(t, withoutInput(t, rep("full")), withoutInput(t, rep("cached")), "the report from the cache differs from the full one")
+	require.EqualValues(t, img.ProgramsWithDebug, cached.Summary["already_present"])
+
+	// MEMFAULT_NO_CACHE=1 reads the image; another --cache-dir starts empty and is filled.
+	r = cli(t, append(env, "MEMFAULT_NO_CACHE=1"), yocto(rep("env"))...)
+	require.Equal(t, 0, r.code)
+	require.Equal(t, 4, lbzip2Runs())
+	other := filepath.Join(t.TempDir(), "other")
+	for i, want := range []int{5, 5} {
+		r = cli(t, env, yocto(rep("other"), "--cache-dir", other)...)
+		require.Equal(t, 0, r.code)
+		require.Equal(t, want, lbzip2Runs(), "run %d with --cache-dir", i)
+		require.Equal(t, i == 1, readReport(t, rep("other")).Input.FromCache)
+	}
+	entries, err := filepath.Glob(filepath.Join(other, "image-index", "*.json"))
+	require.NoError(t, err)
+	require.Equal(t, []string{filepath.Join(other, "image-index", first.Input.ImageSHA256+".json")}, entries)
+
+	r = cli(t, append(env, "MEMFAULT_NO_CACHE=maybe"), yocto(rep("bad"))...)
+	require.Equal(t, 2, r.code)
+	require.Contains(t, r.stderr, "MEMFAULT_NO_CACHE")
+}
+
+// withoutInput is a report as generic JSON, without its input section (how it was read).
+func withoutInput(t *testing.T, path string) map[string]any {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	require.Contains(t, m, "input")
+	delete(m, "input")
+	return m
 }

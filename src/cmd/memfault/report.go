@@ -20,9 +20,13 @@ type report struct {
 	SplitStyle string `json:"split_style,omitempty"`
 	// DbgImageSkipped: the server had the symbols of every binary of the image, so the -dbg
 	// image was not read (debug_file and paired_by are then not known).
-	DbgImageSkipped bool         `json:"dbg_image_skipped,omitempty"`
-	DryRun          bool         `json:"dry_run"`
-	Server          reportServer `json:"server"`
+	DbgImageSkipped bool `json:"dbg_image_skipped,omitempty"`
+	DryRun          bool `json:"dry_run"`
+	// Input says how the images were read: input.from_cache when the image's index came from
+	// the cache (the image was hashed, not decompressed), and the bytes hashed, fed to a
+	// decompressor and decompressed. The rest of the report is the same either way.
+	Input  debugpkg.Input `json:"input"`
+	Server reportServer   `json:"server"`
 	// ELFs is every ELF file of the image (for upload-yocto-symbols, of the rootfs).
 	ELFs []reportELF `json:"elfs"`
 	// Symbols is every symbol file made, and what became of it; one with source "on-server"
@@ -109,6 +113,7 @@ func newReport(cmd string, g *globals, o *options, res *debugpkg.Result) *report
 		SplitStyle:      res.SplitStyle,
 		DbgImageSkipped: res.DbgImageSkipped,
 		DryRun:          o.dryRun,
+		Input:           res.Input,
 		Server:          reportServer{URL: upload.Redact(g.url), Org: g.org, Project: g.project, Asked: g.hasCredentials()},
 		ELFs:            []reportELF{},
 		Symbols:         []reportSymbol{},
@@ -304,6 +309,9 @@ func (r *report) print(w io.Writer) {
 	} else {
 		p("%s: %d ELF files, %d symbol files: %d uploaded (%s), %d already on the server, %d failed; %d skipped",
 			r.Command, s.ELFs, s.SymbolFiles, s.Uploaded, upload.HumanBytes(s.BytesUploaded), s.AlreadyPresent, s.Failed, s.Skipped)
+	}
+	if r.Input.FromCache {
+		p("the image was not decompressed: its index came from the cache (sha256 %s), and the server has every build-id in it", r.Input.ImageSHA256)
 	}
 	if r.DbgImageSkipped {
 		p("the -dbg image was not read: the server has the symbols of every ELF file of the image")

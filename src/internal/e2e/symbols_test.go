@@ -35,10 +35,11 @@ func TestYoctoSymbolsToServer(t *testing.T) {
 	cli := filepath.Join(t.TempDir(), "memfault")
 	out, err := exec.Command("go", "build", "-o", cli, "meta-memfault-go/cmd/memfault").CombinedOutput()
 	require.NoError(t, err, string(out))
+	cache := t.TempDir() // the image index cache, not the user's
 	upload := func() string {
 		cmd := exec.Command(cli, "--org", "acme", "--project", "widget", "--url", s.url,
 			"upload-yocto-symbols", "--image", img.Rootfs, "--dbg-image", img.Dbg)
-		cmd.Env = append(os.Environ(), "MEMFAULT_ORG_TOKEN=tok", "TMPDIR="+t.TempDir())
+		cmd.Env = append(os.Environ(), "MEMFAULT_ORG_TOKEN=tok", "TMPDIR="+t.TempDir(), "MEMFAULT_CACHE_DIR="+cache)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, string(out))
 		return string(out)
@@ -49,6 +50,7 @@ func TestYoctoSymbolsToServer(t *testing.T) {
 	second := upload()
 	require.NotContains(t, second, "uploaded /usr/", "the second run sends no file:\n%s", second)
 	require.Contains(t, second, "the -dbg image was not read", "the second run reads the rootfs only:\n%s", second)
+	require.Contains(t, second, "its index came from the cache", "the second run reads neither tarball:\n%s", second)
 
 	// The crash, from the stripped files of the image.
 	// A core_pattern naming a file honours RLIMIT_CORE, which may be 0 here.

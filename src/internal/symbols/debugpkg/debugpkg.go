@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -76,6 +77,9 @@ type program struct {
 	size  int64
 	facts facts
 	links []string
+	// dropped: this copy gives nothing (another copy of the build-id is used, or it is not
+	// code, has no build-id, or no debug file was found).
+	dropped bool
 }
 
 // debugFile is a file that can give a binary its debug information: a separate debug file,
@@ -124,6 +128,16 @@ type run struct {
 	// is known (at once without Options.Present); no eu-unstrip runs before.
 	have    map[string]bool
 	decided chan struct{}
+
+	// events, when not nil, records the scan of the image for the cache; imageSum and
+	// imageSize are the SHA-256 and size of the image's bytes, once read to the end.
+	events    []event
+	imageSum  string
+	imageSize int64
+	// replaying: the image's index comes from the cache, no file is on disk and nothing is
+	// recombined.
+	replaying bool
+	input     Input
 }
 
 func build(ctx context.Context, image, dbgImage string, opt Options) (res *Result, err error) {
@@ -161,42 +175,171 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	r := &run{
-		ctx: ctx, dir: dir, euUnstrip: euUnstrip, logf: opt.Log,
-		binAt: map[string]*program{}, waiting: map[string]*program{}, dbgByID: map[string]*debugFile{}, dbgAt: map[string]*debugFile{},
-		links:   [2]map[string]string{{}, {}},
-		symlink: [2]map[string]string{{}, {}},
-		jobs:    map[string]*job{}, sem: make(chan struct{}, n),
-		have: map[string]bool{}, decided: make(chan struct{}),
-	}
-	if opt.Present == nil {
-		close(r.decided)
-	}
-	if log := r.logf; log == nil {
-		r.logf = func(string, ...any) {}
-	} else {
+	logf := func(string, ...any) {}
+	if log := opt.Log; log != nil {
 		var logMu sync.Mutex // Log is called from one goroutine at a time
-		r.logf = func(f string, a ...any) {
+		logf = func(f string, a ...any) {
 			logMu.Lock()
 			defer logMu.Unlock()
 			log(f, a...)
 		}
 	}
+	present := opt.Present
+	newRun := func() *run {
+		r := &run{
+			ctx: ctx, dir: dir, euUnstrip: euUnstrip, logf: logf,
+			binAt: map[string]*program{}, waiting: map[string]*program{}, dbgByID: map[string]*debugFile{}, dbgAt: map[string]*debugFile{},
+			links:   [2]map[string]string{{}, {}},
+			symlink: [2]map[string]string{{}, {}},
+			jobs:    map[string]*job{}, sem: make(chan struct{}, n),
+			have: map[string]bool{}, decided: make(chan struct{}),
+		}
+		if present == nil {
+			close(r.decided)
+		}
+		return r
+	}
+	var r *run
 	defer func() {
 		if err != nil {
 			cancel() // the eu-unstrip runs of a failed run stop
 		}
-		r.wg.Wait() // never leave eu-unstrip running, even on errors
+		if r != nil {
+			r.wg.Wait() // never leave eu-unstrip running, even on errors
+		}
 	}()
+
+	cache := newImageCache(opt.CacheDir, logf)
+	if cache != nil && !regularFile(image) {
+		cache = nil // directories have no cheap identity
+	}
+	var input Input
+	if cache != nil && present != nil {
+		// The server is asked once: a fall back to reading the image gets the same answer.
+		memo := &presentMemo{ask: present}
+		present = memo.call
+		if r, err = fromCache(cache, image, &input, newRun, present); err != nil {
+			return nil, err
+		}
+		if r != nil {
+			res, err = r.finish(image, dbgImage, false, opt.SplitStyle)
+			if err != nil {
+				return nil, err
+			}
+			res.dir = dir
+			res.Input = r.input
+			return res, nil
+		}
+	}
 
 	// The image first: once its build-ids are known the server is asked, and the -dbg image is
 	// read only for what the server lacks (a re-run reads the rootfs alone).
+	r = newRun()
+	r.input = input
+	if cache != nil {
+		r.events = []event{}
+	}
 	if err := r.scan(sideImage, image); err != nil {
 		return nil, err
 	}
-	needDbg := r.decide(opt.Present)
+	if cache != nil && r.imageSum != "" {
+		cache.store(r.imageSum, r.imageSize, r.events)
+		r.input.ImageSHA256 = r.imageSum
+	}
+	res, err = r.finish(image, dbgImage, r.decide(present), opt.SplitStyle)
+	if err != nil {
+		return nil, err
+	}
+	res.dir = dir
+	res.Input = r.input
+	return res, nil
+}
+
+// fromCache looks the image up in the cache by the SHA-256 of its bytes. On a hit it replays
+// the image's index and asks the server; when the server has every build-id of the image it
+// returns the run, ready to finish. Otherwise it returns nil: the image must be read.
+func fromCache(cache *imageCache, image string, input *Input, newRun func() *run,
+	present func(context.Context, []string) map[string]bool,
+) (*run, error) {
+	sum, size, err := hashFile(image)
+	if err != nil {
+		return nil, fmt.Errorf("open %s: %w", image, err)
+	}
+	input.Image.Hashed += size
+	input.ImageSHA256 = sum
+	events, ok := cache.load(sum, size)
+	if !ok {
+		cache.logf("cache: no entry for image %s (sha256 %s): reading it", filepath.Base(image), sum)
+		return nil, nil
+	}
+	r := newRun()
+	r.replaying = true
+	r.replay(events)
+	if r.decide(present) || !r.allOnServer() {
+		r.logf("cache: the server lacks build-ids of image %s: reading it", filepath.Base(image))
+		return nil, nil
+	}
+	r.logf("image %s: not read: its index (%d ELF files) came from the cache (sha256 %s), and the server has every build-id in it",
+		filepath.Base(image), len(r.bins), sum)
+	input.FromCache = true
+	r.input = *input
+	return r, nil
+}
+
+// presentMemo answers a second question about the same build-ids without asking again.
+type presentMemo struct {
+	ask  func(context.Context, []string) map[string]bool
+	ids  []string
+	have map[string]bool
+	done bool
+}
+
+func (p *presentMemo) call(ctx context.Context, ids []string) map[string]bool {
+	if p.done && slices.Equal(ids, p.ids) {
+		return p.have
+	}
+	p.ids, p.have, p.done = append([]string(nil), ids...), p.ask(ctx, ids), true
+	return p.have
+}
+
+// replay puts the events of a cached index through what the scan of the image does with them.
+// No file is on disk: the run can only finish when the server has every build-id.
+func (r *run) replay(events []event) {
+	for _, ev := range events {
+		switch ev.Op {
+		case opSkip:
+			r.skip(ev.Path, ev.Reason, ev.Detail)
+		case opLink:
+			r.links[sideImage][ev.Path] = ev.Target
+		case opSymlink:
+			r.symlink[sideImage][ev.Path] = ev.Target
+		case opELF:
+			r.add(sideImage, ev.Path, "", ev.Size, ev.Facts.facts())
+			if ev.Facts.HasOwnCRC {
+				if d := r.dbgAt[ev.Path]; d != nil && d.path == ev.Path {
+					d.crc, d.crcOK = ev.Facts.CRC, true
+				}
+			}
+		}
+	}
+}
+
+// allOnServer says whether the server has the build-id of every program, library and module
+// of the image: then no symbol file is to be made.
+func (r *run) allOnServer() bool {
+	for _, b := range r.bins {
+		if id := b.facts.buildID; id != "" && isCode(b.facts) && !r.have[id] {
+			return false
+		}
+	}
+	return true
+}
+
+// finish reads the -dbg image when needed, pairs what is left and assembles the Result.
+func (r *run) finish(image, dbgImage string, needDbg bool, style string) (*Result, error) {
 	skipDbg := dbgImage != "" && !needDbg
 	if dbgImage != "" {
+		var err error
 		if skipDbg {
 			r.logf("-dbg image %s: not read: the server has the symbols of every binary of the image", filepath.Base(dbgImage))
 			err = probeImage(dbgImage)
@@ -207,12 +350,11 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 			return nil, err
 		}
 	}
-	if err := ctx.Err(); err != nil {
+	if err := r.ctx.Err(); err != nil {
 		return nil, err
 	}
 
 	r.warnOddInputs(dbgImage != "" && !skipDbg)
-	style := opt.SplitStyle
 	if dbgImage != "" && !skipDbg {
 		detected := r.detectStyle()
 		if style == "" {
@@ -225,13 +367,12 @@ func build(ctx context.Context, image, dbgImage string, opt Options) (res *Resul
 	r.resolveLinks()
 	r.pairRest(style)
 	r.wg.Wait()
-	if err := ctx.Err(); err != nil {
+	if err := r.ctx.Err(); err != nil {
 		return nil, err
 	}
-	res = r.result()
+	res := r.result()
 	res.SplitStyle = style
 	res.DbgImageSkipped = skipDbg
-	res.dir = dir
 	return res, nil
 }
 
@@ -281,9 +422,38 @@ func (r *run) decide(present func(context.Context, []string) map[string]bool) (n
 // isCode says whether an ELF file can have symbols to upload: not a core or another type.
 func isCode(fs facts) bool { return fs.typ != "core" && fs.typ != "other" }
 
-// probeImage opens an image that is not read and reads its first member, so that a missing
-// or unreadable -dbg image is an error even when the server needs nothing from it.
+// probeImage checks an image that is not read, so that a missing or unreadable -dbg image is
+// an error even when the server needs nothing from it: it must open, and start with the magic
+// bytes of a compression the archive reader knows; an uncompressed tarball must have a first
+// header. Nothing is decompressed.
 func probeImage(in string) error {
+	fi, err := os.Stat(in)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", in, err)
+	}
+	f, err := os.Open(in)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", in, err)
+	}
+	defer f.Close()
+	if fi.IsDir() {
+		if _, err := f.Readdirnames(1); err != nil && !errors.Is(err, io.EOF) {
+			return fmt.Errorf("read -dbg image %s: %w", in, err)
+		}
+		return nil
+	}
+	head := make([]byte, 512)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return fmt.Errorf("read -dbg image %s: %w", in, err)
+	}
+	isCompressed, err := compressed(head[:n])
+	if err != nil {
+		return fmt.Errorf("read -dbg image %s: %w", in, err)
+	}
+	if isCompressed {
+		return nil
+	}
 	m, err := openImage(in)
 	if err != nil {
 		return fmt.Errorf("open %s: %w", in, err)
@@ -342,7 +512,26 @@ func family(style string) string {
 
 // scan reads one input to its end.
 func (r *run) scan(s side, in string) error {
-	m, err := openImage(in)
+	var (
+		m      members
+		err    error
+		hashed *hashingReader // the image's bytes, for the cache
+		inSize int64
+	)
+	if s == sideImage && r.events != nil {
+		var f *os.File
+		if f, err = os.Open(in); err == nil {
+			defer f.Close()
+			var fi os.FileInfo
+			if fi, err = f.Stat(); err == nil {
+				inSize = fi.Size()
+				hashed = newHashingReader(f)
+				m, err = openArchiveFrom(in, hashed)
+			}
+		}
+	} else {
+		m, err = openImage(in)
+	}
 	if err != nil {
 		return fmt.Errorf("open %s: %w", in, err)
 	}
@@ -350,6 +539,11 @@ func (r *run) scan(s side, in string) error {
 	what := "image"
 	if s == sideDbg {
 		what = "-dbg image"
+	}
+	record := func(ev event) {
+		if s == sideImage && r.events != nil {
+			r.events = append(r.events, ev)
+		}
 	}
 	buf := make([]byte, 256<<10)
 	var files, elfs int
@@ -365,6 +559,7 @@ func (r *run) scan(s side, in string) error {
 		if errors.Is(err, errRefused) && errors.As(err, &me) {
 			if s == sideImage {
 				r.skip(imagePath(me.Member), ReasonRefused, me.Err.Error())
+				record(event{Op: opSkip, Path: imagePath(me.Member), Reason: ReasonRefused, Detail: me.Err.Error()})
 			} else {
 				r.logf("%s: %v", what, err)
 			}
@@ -379,11 +574,13 @@ func (r *run) scan(s side, in string) error {
 			r.mu.Lock()
 			r.links[s][p] = imagePath(e.Linkname)
 			r.mu.Unlock()
+			record(event{Op: opLink, Path: p, Target: imagePath(e.Linkname)})
 			continue
 		case typeSymlink:
 			r.mu.Lock()
 			r.symlink[s][p] = imagePath(e.Linkname) // relative to the root
 			r.mu.Unlock()
+			record(event{Op: opSymlink, Path: p, Target: imagePath(e.Linkname)})
 			continue
 		case typeReg:
 		default:
@@ -401,6 +598,7 @@ func (r *run) scan(s side, in string) error {
 			if errors.Is(err, errUnreadable) {
 				if s == sideImage {
 					r.skip(p, ReasonNotReadable, err.Error())
+					record(event{Op: opSkip, Path: p, Reason: ReasonNotReadable, Detail: err.Error()})
 				} else {
 					r.logf("%s: %s: %v", what, p, err)
 				}
@@ -411,6 +609,7 @@ func (r *run) scan(s side, in string) error {
 		if !isELF {
 			if s == sideImage {
 				r.skip(p, ReasonNotELF, "")
+				record(event{Op: opSkip, Path: p, Reason: ReasonNotELF})
 			}
 			continue
 		}
@@ -420,12 +619,42 @@ func (r *run) scan(s side, in string) error {
 			os.Remove(file)
 			if s == sideImage {
 				r.skip(p, ReasonMalformed, err.Error())
+				record(event{Op: opSkip, Path: p, Reason: ReasonMalformed, Detail: err.Error()})
 			} else {
 				r.logf("%s: %s: %v", what, p, err)
 			}
 			continue
 		}
+		if s == sideImage && r.events != nil {
+			ev := event{Op: opELF, Path: p, Size: size, Facts: factsEvent(fs)}
+			if fs.separate {
+				// What a binary's .gnu_debuglink is checked against, should the replay need it.
+				if crc, err := fileCRC(file); err == nil {
+					ev.Facts.CRC, ev.Facts.HasOwnCRC = crc, true
+				}
+			}
+			record(ev)
+		}
 		r.add(s, p, file, size, fs)
+	}
+	rc := readCount(m)
+	if s == sideImage {
+		rc.Hashed = r.input.Image.Hashed
+		r.input.Image = rc
+	} else {
+		r.input.DbgImage = rc
+	}
+	if hashed != nil {
+		// The sum covers every byte of the file the index was made from: the reader stopped at
+		// the end of the archive, the rest (padding) is read here.
+		m.Close()
+		sum, err := hashed.finish()
+		r.input.Image.Hashed += hashed.n
+		if err == nil && hashed.n == inSize {
+			r.imageSum, r.imageSize = sum, inSize
+		} else {
+			r.logf("cache: image %s changed while it was read: not stored", filepath.Base(in))
+		}
 	}
 	r.logf("%s %s: %d files, %d ELF files", what, filepath.Base(in), files, elfs)
 	return nil
@@ -489,14 +718,14 @@ func (r *run) add(s side, p, file string, size int64, fs facts) {
 	if fs.separate || s == sideDbg {
 		if !fs.separate && !fs.hasDebug {
 			// A binary without DWARF in the -dbg rootfs gives nothing.
-			os.Remove(file)
+			removeFile(file)
 			return
 		}
 		d := &debugFile{path: p, file: file, side: s, facts: fs}
 		if fs.buildID != "" {
 			if first, dup := r.dbgByID[fs.buildID]; dup {
 				// The same debug information again (a copy under .build-id, ...): keep one.
-				os.Remove(file)
+				removeFile(file)
 				r.dbgAt[key(s, p)] = first
 				return
 			}
@@ -525,7 +754,7 @@ func (r *run) add(s side, p, file string, size int64, fs facts) {
 		// Uploaded as it is (even when a stripped copy waits for a debug file).
 		if w := r.waiting[id]; w != nil {
 			delete(r.waiting, id)
-			os.Remove(w.file)
+			removeFile(w.file)
 			w.file = ""
 		}
 		r.jobs[id] = &job{bin: b, sym: &Symbol{BuildID: id, Path: p, File: file, Size: size, Source: SourceBinary}}
@@ -540,8 +769,15 @@ func (r *run) add(s side, p, file string, size int64, fs facts) {
 		}
 		return
 	}
-	os.Remove(file)
-	b.file = ""
+	removeFile(file)
+	b.file, b.dropped = "", true
+}
+
+// removeFile removes an extracted file; "" is none (a replayed index has no files).
+func removeFile(p string) {
+	if p != "" {
+		os.Remove(p)
+	}
 }
 
 func key(s side, p string) string {
@@ -557,6 +793,9 @@ func (r *run) start(b *program, d *debugFile, how string) {
 	j := &job{bin: b, dbg: d, pairedBy: how}
 	r.jobs[id] = j
 	d.used = true
+	if r.replaying {
+		return // the run is used only when the server has every build-id: nothing to make
+	}
 	if !d.facts.separate {
 		// A complete ELF file with DWARF (from the -dbg rootfs): upload it as it is.
 		j.sym = &Symbol{BuildID: id, Path: b.path, File: d.file, Size: fileSize(d.file), Source: SourceBinary}
@@ -772,7 +1011,7 @@ func (r *run) pairRest(style string) {
 	defer r.mu.Unlock()
 	for _, b := range r.bins {
 		id := b.facts.buildID
-		if id == "" || b.facts.hasDebug || r.jobs[id] != nil || b.file == "" {
+		if id == "" || b.facts.hasDebug || r.jobs[id] != nil || b.dropped {
 			continue
 		}
 		if r.have[id] {
@@ -787,8 +1026,8 @@ func (r *run) pairRest(style string) {
 		d, how, why := r.findDebug(b, style)
 		if d == nil {
 			r.skipped = append(r.skipped, Skipped{Path: b.path, Reason: ReasonNoDebug, Detail: why})
-			os.Remove(b.file)
-			b.file = ""
+			removeFile(b.file)
+			b.file, b.dropped = "", true
 			continue
 		}
 		r.start(b, d, how)
@@ -917,13 +1156,13 @@ func (r *run) result() *Result {
 		keep[sym.File] = true
 	}
 	for _, b := range r.bins {
-		if b.file != "" && !keep[b.file] {
-			os.Remove(b.file)
+		if !keep[b.file] {
+			removeFile(b.file)
 		}
 	}
 	for _, d := range r.debugs {
 		if !keep[d.file] {
-			os.Remove(d.file)
+			removeFile(d.file)
 		}
 	}
 	for _, d := range r.debugs {

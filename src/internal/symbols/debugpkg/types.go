@@ -72,8 +72,32 @@ type Result struct {
 	// DbgImageSkipped says that the -dbg image was not read: Options.Present answered that the
 	// server has the symbols of every binary of the image (pairings are then not known).
 	DbgImageSkipped bool `json:"dbg_image_skipped,omitempty"`
+	// Input says how the inputs were read: whether the image's index came from the cache, and
+	// how many bytes were hashed, fed to a decompressor and decompressed.
+	Input Input `json:"input"`
 
 	dir string
+}
+
+// Input says how the inputs of a run were read.
+type Input struct {
+	// FromCache: the image's index (its ELF files, their build-ids and facts, the files
+	// skipped and why) came from Options.CacheDir, found by the SHA-256 of the image file;
+	// the image was hashed, not decompressed. Only when the server has every build-id of the
+	// image: then nothing of it is needed but its index.
+	FromCache bool `json:"from_cache"`
+	// ImageSHA256 is the SHA-256 of the image file's bytes (tarballs, with a cache only).
+	ImageSHA256 string    `json:"image_sha256,omitempty"`
+	Image       ReadCount `json:"image"`
+	DbgImage    ReadCount `json:"dbg_image"`
+}
+
+// ReadCount is how much of one input was read (tarballs; directories count nothing).
+type ReadCount struct {
+	Hashed       int64  `json:"hashed"`       // bytes hashed for the cache key
+	Compressed   int64  `json:"compressed"`   // bytes of the file fed to the tar reader (and its decompressor)
+	Decompressed int64  `json:"decompressed"` // bytes of tar stream decoded from them
+	Decompressor string `json:"decompressor,omitempty"`
 }
 
 // Close removes the result's directory and every file in it (the Symbols' files).
@@ -100,4 +124,12 @@ type Options struct {
 	// every binary that would need the -dbg image is among them, the -dbg image is not read
 	// (Result.DbgImageSkipped): a second upload of the same build reads the rootfs only.
 	Present func(ctx context.Context, buildIDs []string) map[string]bool
+	// CacheDir, when set, keeps an index of each image tarball read (its ELF files with their
+	// build-ids and facts, the files skipped and why) under CacheDir/image-index, named by the
+	// SHA-256 of the tarball's bytes (hashed while it is read). When the same bytes come again
+	// and Present says the server has every build-id of the index, the image is hashed but not
+	// decompressed (Result.Input.FromCache), and the Result is the one reading it would give.
+	// Otherwise, or when the entry is missing, unreadable or corrupt, the image is read as
+	// without a cache. A cache that cannot be written is logged, never an error.
+	CacheDir string
 }
