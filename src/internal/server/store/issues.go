@@ -30,6 +30,8 @@ type IssueFilter struct {
 	SoftwareVersion string // only issues seen in this version
 	Text            string // substring of the title or fingerprint frames
 	Sort            string // "last_seen" (default), "first_seen", "occurrences", "devices"
+	SymbolsMissing  bool   // only issues that lack symbols
+	Limit, Offset   int    // a page of the list; Limit 0 is every issue
 }
 
 const issueQuery = `SELECT i.id, i.fingerprint, i.title, i.signal, i.fingerprint_frames, i.symbols_missing,
@@ -53,11 +55,12 @@ func scanIssue(row interface{ Scan(...any) error }) (*Issue, error) {
 	return is, nil
 }
 
-// ListIssues returns the issues matching the filter.
-func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error) {
-	q := issueQuery
+func (f IssueFilter) where() ([]string, []any) {
 	var where []string
 	var args []any
+	if f.SymbolsMissing {
+		where = append(where, `i.symbols_missing = 1`)
+	}
 	if f.SoftwareVersion != "" {
 		where = append(where, `EXISTS (SELECT 1 FROM cores v WHERE v.issue_id = i.id AND v.software_version = ?)`)
 		args = append(args, f.SoftwareVersion)
@@ -66,6 +69,13 @@ func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error)
 		where = append(where, `(instr(lower(i.title), lower(?)) > 0 OR instr(lower(i.fingerprint_frames), lower(?)) > 0)`)
 		args = append(args, f.Text, f.Text)
 	}
+	return where, args
+}
+
+// ListIssues returns the issues matching the filter.
+func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error) {
+	q := issueQuery
+	where, args := f.where()
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
@@ -81,6 +91,10 @@ func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error)
 		q += " ORDER BY COUNT(DISTINCT c.device_serial) DESC, i.id DESC"
 	default:
 		return nil, fmt.Errorf("unknown sort %q", f.Sort)
+	}
+	if f.Limit > 0 {
+		q += " LIMIT ? OFFSET ?"
+		args = append(args, f.Limit, max(f.Offset, 0))
 	}
 	rows, err := s.DB.QueryContext(ctx, q, args...)
 	if err != nil {

@@ -117,6 +117,11 @@ var migrations = []string{
 		last_seen INTEGER NOT NULL,
 		symbols_missing INTEGER NOT NULL DEFAULT 0
 	);`,
+	// 2: what the web UI's pages ask: an issue's figures from one index (no table rows), the
+	// versions of the filter, stored symbols by upload time.
+	`CREATE INDEX cores_issue_figures ON cores(issue_id, captured, device_serial, software_version);
+	CREATE INDEX cores_version ON cores(software_version, issue_id);
+	CREATE INDEX symbols_added ON symbols(added);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {

@@ -1,5 +1,5 @@
 // Package ui serves what people and scripts read: the JSON API (issues, occurrences, traces)
-// and, later, the web pages built on it.
+// and the web pages built on the same store queries (pages.go, templates/, static/).
 package ui
 
 import (
