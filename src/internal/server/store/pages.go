@@ -14,7 +14,7 @@ import (
 
 // CountIssues counts the issues matching the filter (Sort, Limit and Offset are ignored).
 func (s *Store) CountIssues(ctx context.Context, f IssueFilter) (int, error) {
-	q := `SELECT COUNT(*) FROM issues i`
+	q := `SELECT COUNT(*) FROM issues i JOIN issue_stats s ON s.issue_id = i.id`
 	where, args := f.where()
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
@@ -27,8 +27,8 @@ func (s *Store) CountIssues(ctx context.Context, f IssueFilter) (int, error) {
 // SoftwareVersions returns the software versions of analysed cores, at most limit of them,
 // sorted.
 func (s *Store) SoftwareVersions(ctx context.Context, limit int) ([]string, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT DISTINCT software_version FROM cores
-		WHERE issue_id IS NOT NULL ORDER BY software_version LIMIT ?`, limit)
+	rows, err := s.DB.QueryContext(ctx, `SELECT DISTINCT software_version FROM issue_versions
+		ORDER BY software_version LIMIT ?`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -172,4 +172,12 @@ func (s *Store) CountMissingSymbols(ctx context.Context) (int, error) {
 	var n int
 	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(DISTINCT build_id) FROM core_missing_symbols`).Scan(&n)
 	return n, err
+}
+
+// QueueCounts counts the cores waiting for or in analysis and those whose analysis failed,
+// from the status index (the done cores, the many, are not counted).
+func (s *Store) QueueCounts(ctx context.Context) (waiting, failed int, err error) {
+	err = s.DB.QueryRowContext(ctx, `SELECT (SELECT COUNT(*) FROM cores WHERE status IN ('pending', 'running')),
+		(SELECT COUNT(*) FROM cores WHERE status = 'failed')`).Scan(&waiting, &failed)
+	return waiting, failed, err
 }

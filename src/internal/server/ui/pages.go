@@ -110,8 +110,8 @@ type layout struct {
 
 func (p *Pages) layout(r *http.Request, title, nav string) layout {
 	l := layout{Title: title, Nav: nav}
-	if counts, err := p.st.CoreStatusCounts(r.Context()); err == nil {
-		l.Pending, l.Failed = counts["pending"]+counts["running"], counts["failed"]
+	if waiting, failed, err := p.st.QueueCounts(r.Context()); err == nil {
+		l.Pending, l.Failed = waiting, failed
 	}
 	return l
 }
@@ -289,7 +289,12 @@ type threadView struct {
 	Stop      string
 	Registers []worker.Register
 	Frames    []frameView
+	More      []frameView // past FramesShown, folded
 }
+
+// FramesShown is how many frames of a thread the page shows before folding the rest (a deep
+// recursion would bury the other threads).
+const FramesShown = 40
 
 type tab struct {
 	Key, Label, URL string
@@ -453,6 +458,9 @@ func threadViews(tr *worker.Trace) []threadView {
 					tv.Frames[k].Fingerprint = true
 				}
 			}
+		}
+		if len(tv.Frames) > FramesShown {
+			tv.Frames, tv.More = tv.Frames[:FramesShown], tv.Frames[FramesShown:]
 		}
 		out = append(out, tv)
 	}

@@ -282,3 +282,25 @@ func TestStatic(t *testing.T) {
 		require.NotEmpty(t, b)
 	}
 }
+
+func TestThreadViewsFold(t *testing.T) {
+	tr := trace(crash{fn: "f", file: "f.c", line: 1})
+	deep := worker.Thread{TID: 9, Crashed: true}
+	for i := 0; i < FramesShown+5; i++ {
+		deep.Frames = append(deep.Frames, worker.Frame{PC: fmt.Sprint(i), Function: fmt.Sprintf("recurse_%d", i), Method: "cfi"})
+	}
+	tr.Threads = append(tr.Threads[:1], deep) // the crashed thread is the second
+	tr.CrashingThread = 9
+	tr.Fingerprint = []int{0, FramesShown + 2}
+	views := threadViews(&tr)
+	require.Len(t, views, 2)
+	require.Equal(t, 9, views[0].TID)
+	require.True(t, views[0].Crashed)
+	require.Len(t, views[0].Frames, FramesShown)
+	require.Len(t, views[0].More, 5)
+	require.True(t, views[0].Frames[0].Fingerprint)
+	require.False(t, views[0].Frames[1].Fingerprint)
+	require.True(t, views[0].More[2].Fingerprint)
+	require.Equal(t, FramesShown+2, views[0].More[2].N)
+	require.False(t, views[1].Crashed)
+}
