@@ -89,7 +89,9 @@ func TestUIBrowser(t *testing.T) {
 	uploadSymbols(t, s, craftedBytes)
 
 	t0 := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
-	at := func(m int) func() time.Time { return func() time.Time { return t0.Add(time.Duration(m) * time.Minute) } }
+	at := func(m int) func() time.Time {
+		return func() time.Time { return t0.Add(time.Duration(m) * time.Minute) }
+	}
 	send := func(full []byte, serial, version string, minute int) {
 		persist := t.TempDir()
 		captureAt(t, full, persist, "threads", serial, version, at(minute))

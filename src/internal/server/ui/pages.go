@@ -290,11 +290,18 @@ type threadView struct {
 	Registers []worker.Register
 	Frames    []frameView
 	More      []frameView // past FramesShown, folded
+	Hidden    int         // frames past MaxFrames, left out unless all are asked for
 }
 
-// FramesShown is how many frames of a thread the page shows before folding the rest (a deep
-// recursion would bury the other threads).
-const FramesShown = 40
+const (
+	// FramesShown is how many frames of a thread the page shows before folding the rest (a
+	// deep recursion would bury the other threads).
+	FramesShown = 40
+	// MaxThreads and MaxFrames bound what one page renders of a trace (a core may hold
+	// thousands of threads); ?all=1 renders everything.
+	MaxThreads = 64
+	MaxFrames  = 500
+)
 
 type tab struct {
 	Key, Label, URL string
@@ -304,18 +311,20 @@ type tab struct {
 
 type issuePage struct {
 	layout
-	Issue       *store.Issue
-	Core        *store.Core
-	Latest      bool // Core is the issue's latest occurrence
-	Trace       *worker.Trace
-	TraceError  string
-	Threads     []threadView
-	Tabs        []tab
-	Tab         string
-	Occurrences []*store.Core
-	Devices     []store.Device
-	Pager       pager
-	FPKeys      []string
+	Issue         *store.Issue
+	Core          *store.Core
+	Latest        bool // Core is the issue's latest occurrence
+	Trace         *worker.Trace
+	TraceError    string
+	Threads       []threadView
+	HiddenThreads int
+	AllURL        string // the same page with nothing left out
+	Tabs          []tab
+	Tab           string
+	Occurrences   []*store.Core
+	Devices       []store.Device
+	Pager         pager
+	FPKeys        []string
 }
 
 func (p *Pages) issue(w http.ResponseWriter, r *http.Request) {
@@ -371,7 +380,7 @@ func (p *Pages) issue(w http.ResponseWriter, r *http.Request) {
 			v.TraceError = fmt.Sprintf("the stored trace could not be read: %v", err)
 		} else {
 			v.Trace = &tr
-			v.Threads = threadViews(&tr)
+			v.Threads, v.HiddenThreads = threadViews(&tr, r.URL.Query().Get("all") == "1")
 		}
 	}
 
@@ -402,6 +411,9 @@ func (p *Pages) issue(w http.ResponseWriter, r *http.Request) {
 	if v.Tab == "" {
 		v.Tab = "trace"
 	}
+	aq := r.URL.Query()
+	aq.Set("all", "1")
+	v.AllURL = r.URL.Path + "?" + aq.Encode()
 	found := false
 	for i := range v.Tabs {
 		if v.Tabs[i].Key == v.Tab {
@@ -428,8 +440,10 @@ func (p *Pages) issue(w http.ResponseWriter, r *http.Request) {
 	p.render(w, r, http.StatusOK, "issue", v)
 }
 
-// threadViews puts the crashing thread first and marks the frames of the fingerprint.
-func threadViews(tr *worker.Trace) []threadView {
+// threadViews puts the crashing thread first and marks the frames of the fingerprint; unless
+// all is set it keeps MaxThreads threads and MaxFrames frames of each, and says how many
+// threads it left out.
+func threadViews(tr *worker.Trace, all bool) ([]threadView, int) {
 	var out []threadView
 	crashed := -1
 	for i, th := range tr.Threads {
@@ -446,6 +460,11 @@ func threadViews(tr *worker.Trace) []threadView {
 			order = append(order, i)
 		}
 	}
+	hidden := 0
+	if !all && len(order) > MaxThreads {
+		hidden = len(order) - MaxThreads
+		order = order[:MaxThreads]
+	}
 	for _, i := range order {
 		th := tr.Threads[i]
 		tv := threadView{TID: th.TID, Crashed: i == crashed, Stop: th.Stop, Registers: th.Registers}
@@ -459,12 +478,16 @@ func threadViews(tr *worker.Trace) []threadView {
 				}
 			}
 		}
+		if !all && len(tv.Frames) > MaxFrames {
+			tv.Hidden = len(tv.Frames) - MaxFrames
+			tv.Frames = tv.Frames[:MaxFrames]
+		}
 		if len(tv.Frames) > FramesShown {
 			tv.Frames, tv.More = tv.Frames[:FramesShown], tv.Frames[FramesShown:]
 		}
 		out = append(out, tv)
 	}
-	return out
+	return out, hidden
 }
 
 // A core outside any issue (waiting, or failed) has a page of its own; one in an issue is

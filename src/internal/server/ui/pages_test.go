@@ -292,7 +292,8 @@ func TestThreadViewsFold(t *testing.T) {
 	tr.Threads = append(tr.Threads[:1], deep) // the crashed thread is the second
 	tr.CrashingThread = 9
 	tr.Fingerprint = []int{0, FramesShown + 2}
-	views := threadViews(&tr)
+	views, hidden := threadViews(&tr, false)
+	require.Zero(t, hidden)
 	require.Len(t, views, 2)
 	require.Equal(t, 9, views[0].TID)
 	require.True(t, views[0].Crashed)
@@ -303,4 +304,25 @@ func TestThreadViewsFold(t *testing.T) {
 	require.True(t, views[0].More[2].Fingerprint)
 	require.Equal(t, FramesShown+2, views[0].More[2].N)
 	require.False(t, views[1].Crashed)
+
+	// A core of many threads and deep stacks: the page keeps MaxThreads threads (the crashed
+	// one first) and MaxFrames frames of each, unless all are asked for.
+	for i := 0; i < MaxThreads+3; i++ {
+		th := worker.Thread{TID: 100 + i}
+		for f := 0; f < MaxFrames+10; f++ {
+			th.Frames = append(th.Frames, worker.Frame{Function: "r"})
+		}
+		tr.Threads = append(tr.Threads, th)
+	}
+	views, hidden = threadViews(&tr, false)
+	require.Len(t, views, MaxThreads)
+	require.Equal(t, 5, hidden)
+	require.Equal(t, 9, views[0].TID)
+	last := views[len(views)-1]
+	require.Equal(t, MaxFrames, len(last.Frames)+len(last.More))
+	require.Equal(t, 10, last.Hidden)
+	views, hidden = threadViews(&tr, true)
+	require.Len(t, views, MaxThreads+5)
+	require.Zero(t, hidden)
+	require.Zero(t, views[len(views)-1].Hidden)
 }
