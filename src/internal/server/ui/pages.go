@@ -61,6 +61,12 @@ func NewPages(st *store.Store, local LocalSymbols, log *slog.Logger) (*Pages, er
 		"join":     strings.Join,
 		"basename": path.Base,
 		"add":      func(a, b int) int { return a + b },
+		"plural": func(n int, one, many string) string {
+			if n == 1 {
+				return one
+			}
+			return many
+		},
 	}
 	names, err := fs.Glob(templateFS, "templates/*.html")
 	if err != nil {
@@ -318,7 +324,8 @@ type issuePage struct {
 	TraceError    string
 	Threads       []threadView
 	HiddenThreads int
-	AllURL        string // the same page with nothing left out
+	Missing       []worker.Module // the modules the trace lacked symbols for
+	AllURL        string          // the same page with nothing left out
 	Tabs          []tab
 	Tab           string
 	Occurrences   []*store.Core
@@ -381,6 +388,7 @@ func (p *Pages) issue(w http.ResponseWriter, r *http.Request) {
 		} else {
 			v.Trace = &tr
 			v.Threads, v.HiddenThreads = threadViews(&tr, r.URL.Query().Get("all") == "1")
+			v.Missing = missingModules(&tr)
 		}
 	}
 
@@ -488,6 +496,22 @@ func threadViews(tr *worker.Trace, all bool) ([]threadView, int) {
 		out = append(out, tv)
 	}
 	return out, hidden
+}
+
+// missingModules names the build-ids the trace lacked symbols for by their modules' paths.
+func missingModules(tr *worker.Trace) []worker.Module {
+	var out []worker.Module
+	for _, id := range tr.MissingSymbols {
+		m := worker.Module{BuildID: id}
+		for _, mod := range tr.Modules {
+			if mod.BuildID == id {
+				m.Path = mod.Path
+				break
+			}
+		}
+		out = append(out, m)
+	}
+	return out
 }
 
 // A core outside any issue (waiting, or failed) has a page of its own; one in an issue is

@@ -251,6 +251,11 @@ func TestPagesSymbols(t *testing.T) {
 	require.Contains(t, body, `<a href="/issues/1?core=1">latest crash</a>`)
 	require.Contains(t, body, "<td><code>ab12</code></td><td><code>threads.debug</code></td><td class=\"num\">3.0 MiB</td>")
 	require.Contains(t, body, "<td><code>ef01</code></td>")
+	issue := get(t, srv, "/issues/1", 200)
+	require.Contains(t, issue, `No symbols for <code>script&gt;`)
+	require.Contains(t, issue, `<code class="dim" title="cd">cd</code>: frames in that module show module + offset.`)
+	require.Contains(t, issue, `3 frames`)
+	require.Contains(t, issue, `1 frame ·`)
 }
 
 func TestPagesPagination(t *testing.T) {
