@@ -89,14 +89,14 @@ func NewPages(st *store.Store, local LocalSymbols, log *slog.Logger) (*Pages, er
 // Register adds the page routes.
 func (p *Pages) Register(mux *http.ServeMux) {
 	static, _ := fs.Sub(staticFS, "static")
-	mux.Handle("/static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServer(http.FS(static)))))
-	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+	mux.Handle("GET /static/", http.StripPrefix("/static/", cacheFor(time.Hour, http.FileServer(http.FS(static)))))
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/issues", http.StatusFound)
 	})
-	mux.HandleFunc("/issues", p.issues)
-	mux.HandleFunc("/issues/{id}", p.issue)
-	mux.HandleFunc("/cores/{id}", p.core)
-	mux.HandleFunc("/symbols", p.symbols)
+	mux.HandleFunc("GET /issues", p.issues)
+	mux.HandleFunc("GET /issues/{id}", p.issue)
+	mux.HandleFunc("GET /cores/{id}", p.core)
+	mux.HandleFunc("GET /symbols", p.symbols)
 }
 
 func cacheFor(d time.Duration, h http.Handler) http.Handler {

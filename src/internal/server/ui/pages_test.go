@@ -286,6 +286,10 @@ func TestStatic(t *testing.T) {
 		require.Equal(t, 200, resp.StatusCode, p)
 		require.NotEmpty(t, b)
 	}
+	resp, err := http.Post(srv.URL+"/issues", "text/plain", strings.NewReader("x"))
+	require.NoError(t, err)
+	resp.Body.Close()
+	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 }
 
 func TestThreadViewsFold(t *testing.T) {
