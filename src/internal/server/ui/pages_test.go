@@ -118,7 +118,7 @@ func newStore(t testing.TB) *store.Store {
 	return st
 }
 
-func TestPagesIssues(t *testing.T) {
+func TestUIPagesIssues(t *testing.T) {
 	st := newStore(t)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
 	n := 0
@@ -164,7 +164,7 @@ func TestPagesIssues(t *testing.T) {
 	require.Equal(t, srv.URL+"/issues", resp.Request.URL.String())
 }
 
-func TestPagesIssue(t *testing.T) {
+func TestUIPagesIssue(t *testing.T) {
 	st := newStore(t)
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
 	first := add(t, st, 1, crash{serial: "dev-a", version: "1.0", fn: "crash_segv", file: "./threads.c", line: 77, captured: t0})
@@ -221,9 +221,9 @@ func TestPagesIssue(t *testing.T) {
 	require.Contains(t, get(t, srv, "/issues", 200), "1 failed")
 }
 
-// TestPagesEscape: every string a core, a manifest or a symbol file brings in reaches every
+// TestUIPagesEscape: every string a core, a manifest or a symbol file brings in reaches every
 // page as text.
-func TestPagesEscape(t *testing.T) {
+func TestUIPagesEscape(t *testing.T) {
 	st := newStore(t)
 	add(t, st, 1, crash{serial: hostile, version: hostile, fn: hostile, file: hostile, line: 3, missing: []string{"cd"}, captured: time.Now()})
 	_, err := st.PutSymbol(context.Background(), store.Symbol{BuildID: "ab" + hostile, Blob: "x", Name: hostile, Size: 10})
@@ -240,7 +240,7 @@ func TestPagesEscape(t *testing.T) {
 	}
 }
 
-func TestPagesSymbols(t *testing.T) {
+func TestUIPagesSymbols(t *testing.T) {
 	st := newStore(t)
 	add(t, st, 1, crash{serial: "d", version: "1", fn: "f", file: "f.c", line: 1, missing: []string{"cd"}, captured: time.Now()})
 	_, err := st.PutSymbol(context.Background(), store.Symbol{BuildID: "ab12", Blob: "x", Name: "threads.debug", Size: 3 << 20})
@@ -258,7 +258,7 @@ func TestPagesSymbols(t *testing.T) {
 	require.Contains(t, issue, `1 frame ·`)
 }
 
-func TestPagesPagination(t *testing.T) {
+func TestUIPagesPagination(t *testing.T) {
 	st := newStore(t)
 	t0 := time.Now().Add(-24 * time.Hour).Truncate(time.Second)
 	for i := 1; i <= PageSize+7; i++ {
@@ -270,13 +270,20 @@ func TestPagesPagination(t *testing.T) {
 	require.Equal(t, fmt.Sprint(PageSize+7), ids(p1)[0])
 	require.Contains(t, p1, fmt.Sprintf("1–%d of %d", PageSize, PageSize+7))
 	require.Contains(t, p1, `href="/issues?page=2&amp;q=fn_"`)
+	var api struct{ Issues []IssueJSON }
+	resp, err := http.Get(srv.URL + "/api/v1/issues?limit=5&offset=50")
+	require.NoError(t, err)
+	require.NoError(t, json.NewDecoder(resp.Body).Decode(&api))
+	resp.Body.Close()
+	require.Len(t, api.Issues, 5)
+	require.EqualValues(t, 7, api.Issues[0].ID)
 	p2 := get(t, srv, "/issues?q=fn_&page=2", 200)
 	require.Equal(t, []string{"7", "6", "5", "4", "3", "2", "1"}, ids(p2))
 	require.Contains(t, p2, fmt.Sprintf("%d–%d of %d", PageSize+1, PageSize+7, PageSize+7))
 	require.Contains(t, p2, `href="/issues?q=fn_" rel="prev"`)
 }
 
-func TestStatic(t *testing.T) {
+func TestUIStatic(t *testing.T) {
 	srv := serve(t, newStore(t))
 	for _, p := range []string{"/static/style.css", "/static/app.js"} {
 		resp, err := http.Get(srv.URL + p)
@@ -292,7 +299,7 @@ func TestStatic(t *testing.T) {
 	require.Equal(t, http.StatusMethodNotAllowed, resp.StatusCode)
 }
 
-func TestThreadViewsFold(t *testing.T) {
+func TestUIThreadViewsFold(t *testing.T) {
 	tr := trace(crash{fn: "f", file: "f.c", line: 1})
 	deep := worker.Thread{TID: 9, Crashed: true}
 	for i := 0; i < FramesShown+5; i++ {
