@@ -1,6 +1,6 @@
 // memfault-server is a self-hosted endpoint for memfaultd devices and the memfault symbol
 // uploader: it ingests MAR uploads and symbol files, unwinds and symbolizes every core, groups
-// crashes into issues, and serves them as JSON (and, later, pages).
+// crashes into issues, and serves them as JSON and as web pages (/issues, /symbols).
 package main
 
 import (
@@ -108,6 +108,12 @@ func run(args []string) int {
 		SymbolsAdded: func(id string) { syms.Forget(id); w.Wake() },
 	}, log).Register(mux)
 	ui.NewAPI(st, log).Register(mux)
+	pages, err := ui.NewPages(st, syms, log)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "memfault-server: %v\n", err)
+		return 1
+	}
+	pages.Register(mux)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

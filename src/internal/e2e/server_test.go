@@ -168,6 +168,12 @@ func fixtureCore(t *testing.T, arch string) []byte { return testdata.Core(t, arc
 // /proc/<pid>/mem) and stages the result under persist.
 func capture(t *testing.T, full []byte, persist, strategy, serial, version string) {
 	t.Helper()
+	captureAt(t, full, persist, strategy, serial, version, time.Now)
+}
+
+// captureAt is capture with the handler's clock (the core's capture time) given.
+func captureAt(t *testing.T, full []byte, persist, strategy, serial, version string, now func() time.Time) {
+	t.Helper()
 	cfgPath := filepath.Join(t.TempDir(), "memfaultd.conf")
 	require.NoError(t, os.WriteFile(cfgPath, []byte(fmt.Sprintf(`{"persist_dir": %q, "enable_data_collection": true,
 		"enable_dev_mode": true, "project_key": %q, "tmp_dir_min_headroom_kib": 0,
@@ -183,7 +189,7 @@ func capture(t *testing.T, full []byte, persist, strategy, serial, version strin
 		Core:   bytes.NewReader(full),
 		Proc:   procfs.FS{Root: t.TempDir()},
 		Log:    handler.NewLogger(io.Discard),
-		Now:    time.Now,
+		Now:    now,
 		Memory: elfcore.NewSegmentMemory(bytes.NewReader(full), c.Progs),
 	}
 	_, err = handler.Run(context.Background(), env)

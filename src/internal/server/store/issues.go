@@ -30,11 +30,16 @@ type IssueFilter struct {
 	SoftwareVersion string // only issues seen in this version
 	Text            string // substring of the title or fingerprint frames
 	Sort            string // "last_seen" (default), "first_seen", "occurrences", "devices"
+	SymbolsMissing  bool   // only issues that lack symbols
+	Limit, Offset   int    // a page of the list; Limit 0 is every issue
 }
 
+// issueQuery reads the figures the triggers of migration 2 keep (issue_stats, issue_versions),
+// so a page of issues costs no aggregation over their cores.
 const issueQuery = `SELECT i.id, i.fingerprint, i.title, i.signal, i.fingerprint_frames, i.symbols_missing,
-	MIN(c.captured), MAX(c.captured), COUNT(c.id), COUNT(DISTINCT c.device_serial), GROUP_CONCAT(DISTINCT c.software_version)
-	FROM issues i JOIN cores c ON c.issue_id = i.id`
+	s.first_captured, s.last_captured, s.occurrences, s.devices,
+	(SELECT GROUP_CONCAT(v.software_version) FROM issue_versions v WHERE v.issue_id = i.id)
+	FROM issues i JOIN issue_stats s ON s.issue_id = i.id`
 
 func scanIssue(row interface{ Scan(...any) error }) (*Issue, error) {
 	is := &Issue{}
@@ -53,34 +58,45 @@ func scanIssue(row interface{ Scan(...any) error }) (*Issue, error) {
 	return is, nil
 }
 
-// ListIssues returns the issues matching the filter.
-func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error) {
-	q := issueQuery
+func (f IssueFilter) where() ([]string, []any) {
 	var where []string
 	var args []any
+	if f.SymbolsMissing {
+		where = append(where, `i.symbols_missing = 1`)
+	}
 	if f.SoftwareVersion != "" {
-		where = append(where, `EXISTS (SELECT 1 FROM cores v WHERE v.issue_id = i.id AND v.software_version = ?)`)
+		where = append(where, `EXISTS (SELECT 1 FROM issue_versions v WHERE v.issue_id = i.id AND v.software_version = ?)`)
 		args = append(args, f.SoftwareVersion)
 	}
 	if f.Text != "" {
 		where = append(where, `(instr(lower(i.title), lower(?)) > 0 OR instr(lower(i.fingerprint_frames), lower(?)) > 0)`)
 		args = append(args, f.Text, f.Text)
 	}
+	return where, args
+}
+
+// ListIssues returns the issues matching the filter.
+func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error) {
+	q := issueQuery
+	where, args := f.where()
 	if len(where) > 0 {
 		q += " WHERE " + strings.Join(where, " AND ")
 	}
-	q += " GROUP BY i.id"
 	switch f.Sort {
 	case "", "last_seen":
-		q += " ORDER BY MAX(c.captured) DESC, i.id DESC"
+		q += " ORDER BY s.last_captured DESC, s.issue_id DESC"
 	case "first_seen":
-		q += " ORDER BY MIN(c.captured) DESC, i.id DESC"
+		q += " ORDER BY s.first_captured DESC, s.issue_id DESC"
 	case "occurrences":
-		q += " ORDER BY COUNT(c.id) DESC, i.id DESC"
+		q += " ORDER BY s.occurrences DESC, s.issue_id DESC"
 	case "devices":
-		q += " ORDER BY COUNT(DISTINCT c.device_serial) DESC, i.id DESC"
+		q += " ORDER BY s.devices DESC, s.issue_id DESC"
 	default:
 		return nil, fmt.Errorf("unknown sort %q", f.Sort)
+	}
+	if f.Limit > 0 {
+		q += " LIMIT ? OFFSET ?"
+		args = append(args, f.Limit, max(f.Offset, 0))
 	}
 	rows, err := s.DB.QueryContext(ctx, q, args...)
 	if err != nil {
@@ -100,7 +116,7 @@ func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error)
 
 // GetIssue returns one issue.
 func (s *Store) GetIssue(ctx context.Context, id int64) (*Issue, error) {
-	is, err := scanIssue(s.DB.QueryRowContext(ctx, issueQuery+` WHERE i.id = ? GROUP BY i.id`, id))
+	is, err := scanIssue(s.DB.QueryRowContext(ctx, issueQuery+` WHERE i.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("issue %d: %w", id, ErrNotFound)
 	}

@@ -117,7 +117,67 @@ var migrations = []string{
 		last_seen INTEGER NOT NULL,
 		symbols_missing INTEGER NOT NULL DEFAULT 0
 	);`,
+	// 2: each issue's figures kept up to date by triggers as cores join and leave issues, so a
+	// page of the issues list sorts and shows them without aggregating every core; the
+	// versions of each issue for the version filter; stored symbols by upload time.
+	`CREATE TABLE issue_stats (
+		issue_id INTEGER PRIMARY KEY,
+		occurrences INTEGER NOT NULL,
+		devices INTEGER NOT NULL,
+		first_captured INTEGER NOT NULL,
+		last_captured INTEGER NOT NULL
+	);
+	CREATE INDEX issue_stats_last ON issue_stats(last_captured, issue_id);
+	CREATE INDEX issue_stats_first ON issue_stats(first_captured, issue_id);
+	CREATE INDEX issue_stats_occurrences ON issue_stats(occurrences, issue_id);
+	CREATE INDEX issue_stats_devices ON issue_stats(devices, issue_id);
+	CREATE TABLE issue_versions (
+		issue_id INTEGER NOT NULL,
+		software_version TEXT NOT NULL,
+		PRIMARY KEY (issue_id, software_version)
+	) WITHOUT ROWID;
+	CREATE INDEX issue_versions_version ON issue_versions(software_version, issue_id);
+	CREATE INDEX cores_issue_device ON cores(issue_id, device_serial);
+	CREATE INDEX cores_issue_captured ON cores(issue_id, captured);
+	CREATE INDEX cores_issue_version ON cores(issue_id, software_version);
+	CREATE INDEX symbols_added ON symbols(added);
+	INSERT INTO issue_stats SELECT issue_id, COUNT(*), COUNT(DISTINCT device_serial), MIN(captured), MAX(captured)
+		FROM cores WHERE issue_id IS NOT NULL GROUP BY issue_id;
+	INSERT INTO issue_versions SELECT DISTINCT issue_id, software_version FROM cores WHERE issue_id IS NOT NULL;
+	CREATE TRIGGER cores_join_issue AFTER UPDATE OF issue_id ON cores
+	WHEN NEW.issue_id IS NOT NULL AND NEW.issue_id IS NOT OLD.issue_id BEGIN ` + joinIssue + ` END;
+	CREATE TRIGGER cores_insert_in_issue AFTER INSERT ON cores
+	WHEN NEW.issue_id IS NOT NULL BEGIN ` + joinIssue + ` END;
+	CREATE TRIGGER cores_leave_issue AFTER UPDATE OF issue_id ON cores
+	WHEN OLD.issue_id IS NOT NULL AND NEW.issue_id IS NOT OLD.issue_id BEGIN ` + leaveIssue + ` END;
+	CREATE TRIGGER cores_delete_from_issue AFTER DELETE ON cores
+	WHEN OLD.issue_id IS NOT NULL BEGIN ` + leaveIssue + ` END;
+	CREATE TRIGGER issues_delete_figures AFTER DELETE ON issues BEGIN
+		DELETE FROM issue_stats WHERE issue_id = OLD.id;
+		DELETE FROM issue_versions WHERE issue_id = OLD.id;
+	END;`,
 }
+
+// joinIssue and leaveIssue keep issue_stats and issue_versions right when the core NEW joins
+// its issue or the core OLD leaves its own (the row already changed when they run). Every
+// subquery is answered from an index on cores(issue_id, ...).
+const joinIssue = `
+	INSERT INTO issue_stats VALUES (NEW.issue_id, 1, 1, NEW.captured, NEW.captured)
+	ON CONFLICT(issue_id) DO UPDATE SET occurrences = occurrences + 1,
+		devices = devices + NOT EXISTS (SELECT 1 FROM cores o WHERE o.issue_id = NEW.issue_id
+			AND o.device_serial = NEW.device_serial AND o.id != NEW.id),
+		first_captured = MIN(first_captured, NEW.captured), last_captured = MAX(last_captured, NEW.captured);
+	INSERT OR IGNORE INTO issue_versions VALUES (NEW.issue_id, NEW.software_version);`
+
+const leaveIssue = `
+	UPDATE issue_stats SET occurrences = occurrences - 1,
+		devices = devices - NOT EXISTS (SELECT 1 FROM cores o WHERE o.issue_id = OLD.issue_id AND o.device_serial = OLD.device_serial),
+		first_captured = COALESCE((SELECT MIN(captured) FROM cores o WHERE o.issue_id = OLD.issue_id), 0),
+		last_captured = COALESCE((SELECT MAX(captured) FROM cores o WHERE o.issue_id = OLD.issue_id), 0)
+	WHERE issue_id = OLD.issue_id;
+	DELETE FROM issue_stats WHERE issue_id = OLD.issue_id AND occurrences <= 0;
+	DELETE FROM issue_versions WHERE issue_id = OLD.issue_id AND software_version = OLD.software_version
+		AND NOT EXISTS (SELECT 1 FROM cores o WHERE o.issue_id = OLD.issue_id AND o.software_version = OLD.software_version);`
 
 func (s *Store) migrate(ctx context.Context) error {
 	if _, err := s.DB.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied INTEGER NOT NULL)`); err != nil {

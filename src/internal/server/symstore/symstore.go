@@ -12,6 +12,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"time"
 
@@ -127,6 +128,30 @@ func (s *Store) indexDir(dir string) (int, error) {
 		return nil
 	})
 	return n, err
+}
+
+// LocalFile is an ELF file found under a --symbols-dir.
+type LocalFile struct {
+	BuildID, Path string
+	Size          int64
+}
+
+// LocalFiles returns the files indexed under the --symbols-dir trees, by build-id then path.
+// The index is fixed at start, so the list is the same on every call.
+func (s *Store) LocalFiles() []LocalFile {
+	var out []LocalFile
+	for id, cands := range s.index {
+		for _, c := range cands {
+			out = append(out, LocalFile{BuildID: id, Path: c.path, Size: c.size})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].BuildID != out[j].BuildID {
+			return out[i].BuildID < out[j].BuildID
+		}
+		return out[i].Path < out[j].Path
+	})
+	return out
 }
 
 // Has reports whether symbols for the build-id are known.

@@ -1,5 +1,5 @@
 // Package ui serves what people and scripts read: the JSON API (issues, occurrences, traces)
-// and, later, the web pages built on it.
+// and the web pages built on the same store queries (pages.go, templates/, static/).
 package ui
 
 import (
@@ -98,7 +98,11 @@ func occurrenceJSON(c *store.Core, withTrace bool) OccurrenceJSON {
 
 func (a *API) issues(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
-	list, err := a.st.ListIssues(r.Context(), store.IssueFilter{SoftwareVersion: q.Get("software_version"), Text: q.Get("q"), Sort: q.Get("sort")})
+	// limit and offset page through the list; without limit it is every issue.
+	limit, _ := strconv.Atoi(q.Get("limit"))
+	offset, _ := strconv.Atoi(q.Get("offset"))
+	list, err := a.st.ListIssues(r.Context(), store.IssueFilter{SoftwareVersion: q.Get("software_version"), Text: q.Get("q"), Sort: q.Get("sort"),
+		SymbolsMissing: q.Get("symbols_missing") == "1", Limit: max(limit, 0), Offset: max(offset, 0)})
 	if err != nil {
 		apiError(w, http.StatusBadRequest, "%v", err)
 		return
