@@ -135,11 +135,12 @@ func run(args []string) int {
 		SymbolsAdded: func(id string) { syms.Forget(id); w.Wake() },
 	}, log).Register(mux)
 	ui.NewAPI(st, log).Register(mux)
+	ncfg.PublicURL = cfg.PublicURL
+	n := notify.New(ncfg, st, log)
+	n.Register(mux)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	ncfg.PublicURL = cfg.PublicURL
-	n := notify.New(ncfg, st, log)
 	w.Done = func(worker.Event) { n.Wake() }
 	notified := make(chan struct{})
 	go func() { n.Run(ctx); close(notified) }()

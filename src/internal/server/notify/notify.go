@@ -310,3 +310,46 @@ func Sign(secret string, body []byte) string {
 	m.Write(body)
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
+
+// Register serves GET /api/v1/webhooks: the configured URLs (not their secrets), the events
+// waiting to be fanned out, and every delivery with its state.
+func (n *Notifier) Register(mux *http.ServeMux) {
+	mux.HandleFunc("/api/v1/webhooks", func(w http.ResponseWriter, r *http.Request) {
+		type delivery struct {
+			ID        int64     `json:"id"`
+			EventID   int64     `json:"event_id"`
+			Event     string    `json:"event"`
+			URL       string    `json:"url"`
+			Status    string    `json:"status"` // pending, delivered, failed
+			Attempts  int       `json:"attempts"`
+			NextTry   time.Time `json:"next_attempt,omitempty"`
+			LastError string    `json:"last_error,omitempty"`
+		}
+		waiting, err := n.st.EventsWaiting(r.Context())
+		var list []store.Delivery
+		if err == nil {
+			list, err = n.st.Deliveries(r.Context())
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if err != nil {
+			w.WriteHeader(http.StatusInternalServerError)
+			json.NewEncoder(w).Encode(map[string]string{"error": err.Error()})
+			return
+		}
+		out := struct {
+			URLs          []string   `json:"urls"`
+			EventsWaiting int        `json:"events_waiting"`
+			Deliveries    []delivery `json:"deliveries"`
+		}{URLs: append([]string{}, n.urls...), EventsWaiting: waiting, Deliveries: []delivery{}}
+		for _, d := range list {
+			j := delivery{ID: d.ID, EventID: d.EventID, Event: d.Kind, URL: d.URL, Status: d.Status, Attempts: d.Attempts, LastError: d.LastError}
+			if d.Status == "pending" {
+				j.NextTry = d.NextAttempt.UTC()
+			}
+			out.Deliveries = append(out.Deliveries, j)
+		}
+		enc := json.NewEncoder(w)
+		enc.SetIndent("", "  ")
+		enc.Encode(out)
+	})
+}

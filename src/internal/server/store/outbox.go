@@ -264,3 +264,10 @@ func (s *Store) DeliveryFailed(ctx context.Context, id int64, attempts int, msg 
 		WHERE id = ?`, status, attempts, msg, next.UnixMilli(), id)
 	return err
 }
+
+// EventsWaiting counts events not yet fanned out into deliveries.
+func (s *Store) EventsWaiting(ctx context.Context) (int, error) {
+	var n int
+	err := s.DB.QueryRowContext(ctx, `SELECT COUNT(*) FROM issue_events WHERE fanned_out = 0`).Scan(&n)
+	return n, err
+}
