@@ -6,7 +6,7 @@
 #   collection and developer mode on), which points core_pattern at memfault-core-handler;
 #   crash the examples (stripped copies, as a device would run them); `memfaultctl sync`; wait
 #   until the server has analysed every core; print each issue with its symbolicated backtrace
-#   and the URL of its page.
+#   and the URL of its page, and the webhook calls the server made to a receiver on loopback.
 # core_pattern and core_pipe_limit are restored when it exits, also on Ctrl-C and on errors.
 # Everything else lives in a temporary directory (kept with --keep, or while --serve runs).
 #
@@ -84,6 +84,7 @@ old_pattern=$(cat /proc/sys/kernel/core_pattern)
 old_limit=$(cat /proc/sys/kernel/core_pipe_limit)
 server_pid=
 daemon_pid=
+receiver_pid=
 cleanup() {
 	status=$?
 	trap - EXIT INT TERM
@@ -91,6 +92,7 @@ cleanup() {
 	printf '%s\n' "$old_pattern" >/proc/sys/kernel/core_pattern
 	printf '%s\n' "$old_limit" >/proc/sys/kernel/core_pipe_limit
 	[ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null || true
+	[ -n "$receiver_pid" ] && kill "$receiver_pid" 2>/dev/null && wait "$receiver_pid" 2>/dev/null || true
 	if [ "$status" != 0 ]; then
 		for log in "$work/server.log" "$work/memfaultd.log"; do
 			[ -s "$log" ] && { echo "--- last lines of $log" >&2; tail -n 15 "$log" >&2; }
@@ -145,6 +147,10 @@ say "starting memfault-server on 127.0.0.1 (fresh SQLite database in $work/serve
 key=demo-project-key
 token=demo-org-token
 port=$("$work/bin/demo" freeport)
+# A webhook receiver on loopback: the server calls it once per new issue (signed with the secret).
+hook_port=$("$work/bin/demo" freeport)
+"$work/bin/demo" receive --listen "127.0.0.1:$hook_port" --secret demo-webhook-secret >"$work/webhooks.log" 2>&1 &
+receiver_pid=$!
 # The examples' symbols come from the uploader below; the system libraries they call into
 # (libc, libstdc++, libgcc_s) are read where this machine keeps them, as a Yocto build would
 # upload its sysroot's.
@@ -153,7 +159,8 @@ for d in /lib/x86_64-linux-gnu /usr/lib/x86_64-linux-gnu /lib/aarch64-linux-gnu 
 	[ -d "$d" ] && symdirs+=(--symbols-dir "$d")
 done
 "$work/bin/memfault-server" --listen "127.0.0.1:$port" --data "$work/server" --project-key "$key" \
-	--org demo --project demo --org-token "$token" "${symdirs[@]}" >"$work/server.log" 2>&1 &
+	--org demo --project demo --org-token "$token" "${symdirs[@]}" \
+	--webhook "http://127.0.0.1:$hook_port/hook" --webhook-secret demo-webhook-secret >"$work/server.log" 2>&1 &
 server_pid=$!
 url="http://127.0.0.1:$port"
 for _ in $(seq 100); do
@@ -162,7 +169,7 @@ for _ in $(seq 100); do
 	sleep 0.1
 done
 grep -q 'listening on' "$work/server.log" || die "memfault-server did not start within 10 s"
-echo "memfault-server: $url (log: $work/server.log)"
+echo "memfault-server: $url (log: $work/server.log), webhooks to 127.0.0.1:$hook_port"
 
 say "uploading the examples' symbols: memfault upload-elf-symbols"
 tar -C "$work/debug" -czf "$work/symbols.tar.gz" .
@@ -219,7 +226,7 @@ say "memfaultctl sync"
 "$work/bin/memfaultctl" -c "$work/memfaultd.conf" sync
 
 say "waiting for memfault-server to analyse $crashes cores"
-"$work/bin/demo" report --url "$url" --cores "$crashes" --timeout 120s
+"$work/bin/demo" report --url "$url" --cores "$crashes" --timeout 120s --webhook-log "$work/webhooks.log"
 
 if [ "$serve" = 1 ]; then
 	say "memfault-server keeps running at $url (Ctrl-C to stop)"

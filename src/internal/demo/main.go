@@ -2,15 +2,22 @@
 // memfault-server's JSON API (it imports no package of the server), as any script could:
 //
 //	demo freeport                              print a free TCP port on 127.0.0.1
-//	demo report --url URL --cores N [--timeout 90s]
+//	demo receive --listen ADDR --secret S      a webhook receiver: one line per call on stdout
+//	                                           (event, issue, title, whether the HMAC matched)
+//	demo report --url URL --cores N [--timeout 90s] [--webhook-log FILE]
 //	                                           wait until the server has analysed N cores, then
 //	                                           print every issue with the crashing thread's
-//	                                           symbolicated backtrace and the issue's page
+//	                                           symbolicated backtrace and the issue's page, and
+//	                                           the webhook calls the receiver logged (one
+//	                                           issue.new per issue is awaited)
 //
 // report exits 1 when the cores are not analysed in time or an analysis failed.
 package main
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -19,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"time"
@@ -38,6 +46,8 @@ func main() {
 		}
 		fmt.Println(ln.Addr().(*net.TCPAddr).Port)
 		ln.Close()
+	case "receive":
+		os.Exit(receive(os.Args[2:]))
 	case "report":
 		os.Exit(report(os.Args[2:], os.Stdout))
 	default:
@@ -109,6 +119,7 @@ func report(args []string, out io.Writer) int {
 	base := fs.String("url", "", "memfault-server URL")
 	cores := fs.Int("cores", 1, "cores to wait for")
 	timeout := fs.Duration("timeout", 90*time.Second, "how long to wait for the analyses")
+	webhookLog := fs.String("webhook-log", "", "file of `demo receive` to show")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -152,12 +163,18 @@ func report(args []string, out io.Writer) int {
 		}
 		printIssue(out, *base, d)
 	}
+	if *webhookLog != "" {
+		showWebhooks(out, *webhookLog, len(list.Issues))
+	}
 	if n := status.Cores["failed"]; n > 0 {
 		fmt.Fprintf(out, "\ndemo: %d cores could not be analysed; see the server log\n", n)
 		return 1
 	}
 	return 0
 }
+
+// rustcPrefix is where Rust's standard library says its sources are: /rustc/<commit>/.
+var rustcPrefix = regexp.MustCompile(`^/rustc/[0-9a-f]{40}/`)
 
 func printIssue(out io.Writer, base string, d issueDetail) {
 	tr := d.Latest.Trace
@@ -196,9 +213,62 @@ func printIssue(out io.Writer, base string, d issueDetail) {
 			}
 			where := filepath.Base(f.Module)
 			if f.File != "" && f.Line > 0 {
-				where = fmt.Sprintf("%s:%d", f.File, f.Line)
+				where = fmt.Sprintf("%s:%d", rustcPrefix.ReplaceAllString(f.File, "<rustc>/"), f.Line)
 			}
 			fmt.Fprintf(out, "   %s#%-2d %-44s %s\n", mark, i, name, where)
 		}
+	}
+}
+
+// receive serves webhook calls and prints one line per call.
+func receive(args []string) int {
+	fs := flag.NewFlagSet("demo receive", flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:0", "address")
+	secret := fs.String("secret", "", "HMAC secret the server signs with")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	err := http.ListenAndServe(*listen, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20))
+		if err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		var p struct {
+			Event           string `json:"event"`
+			IssueID         int64  `json:"issue_id"`
+			Title           string `json:"title"`
+			SoftwareVersion string `json:"software_version"`
+			URL             string `json:"url"`
+		}
+		if err := json.Unmarshal(body, &p); err != nil {
+			w.WriteHeader(http.StatusBadRequest)
+			return
+		}
+		m := hmac.New(sha256.New, []byte(*secret))
+		m.Write(body)
+		sig := "signature ok"
+		if r.Header.Get("X-Memfault-Signature-256") != "sha256="+hex.EncodeToString(m.Sum(nil)) {
+			sig = "SIGNATURE MISMATCH"
+		}
+		fmt.Printf("%s  issue %d  %q  version %s  %s  (%s)\n", p.Event, p.IssueID, p.Title, p.SoftwareVersion, p.URL, sig)
+	}))
+	fmt.Fprintln(os.Stderr, "demo receive:", err)
+	return 1
+}
+
+// showWebhooks prints the receiver's log once it has a call per issue (10 s at most).
+func showWebhooks(out io.Writer, path string, issues int) {
+	var lines []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		b, _ := os.ReadFile(path)
+		lines = strings.FieldsFunc(string(b), func(r rune) bool { return r == '\n' })
+		if len(lines) >= issues || time.Now().After(deadline) {
+			break
+		}
+	}
+	fmt.Fprintf(out, "\nWebhook calls received (memfault-server --webhook to the demo's receiver): %d\n", len(lines))
+	for _, l := range lines {
+		fmt.Fprintf(out, "  %s\n", l)
 	}
 }

@@ -190,3 +190,48 @@ func TestWebhooks(t *testing.T) {
 	calls2, got2, _ := recv.snapshot()
 	require.Equal(t, calls, calls2, "%+v", got2[len(got):])
 }
+
+// TestWebhookSlowReceiver: a receiver that does not answer holds up no analysis; once it
+// answers, every event arrives once.
+func TestWebhookSlowReceiver(t *testing.T) {
+	bin := buildServer(t)
+	root := kerneltest.ModuleRoot(t)
+	release := make(chan struct{})
+	var mu sync.Mutex
+	var events []string
+	rs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		<-release
+		if req.Context().Err() != nil {
+			return // the server gave up on this call (its 10 s timeout) and will try again
+		}
+		mu.Lock()
+		events = append(events, req.Header.Get("X-Memfault-Event"))
+		mu.Unlock()
+	}))
+	defer rs.Close()
+	defer func() {
+		select {
+		case <-release:
+		default:
+			close(release)
+		}
+	}()
+	s := startServer(t, bin, "--webhook", rs.URL, "--symbols-dir", filepath.Join(root, "testdata", "cores"),
+		"--symbols-dir", filepath.Join(root, "testdata", "corpus", "c-o2-inline"))
+	for i, full := range [][]byte{fixtureCore(t, "x86_64"), corpusCore(t, "c-o2-inline", "x86_64")} {
+		persist := t.TempDir()
+		serial := fmt.Sprintf("dev-%d", i)
+		capture(t, full, persist, "threads", serial, "1.0")
+		deliver(t, s, persist, serial, "1.0")
+		s.waitIssues(t, i+1) // analysed while the receiver sits on the first call
+	}
+	mu.Lock()
+	require.Empty(t, events, "nothing answered yet")
+	mu.Unlock()
+	close(release)
+	st := s.webhooksSettled(t)
+	require.Len(t, st.Deliveries, 2)
+	mu.Lock()
+	defer mu.Unlock()
+	require.Equal(t, []string{"issue.new", "issue.new"}, events)
+}
