@@ -67,6 +67,10 @@ done
 have_rust=0
 if command -v cargo >/dev/null && command -v rustc >/dev/null; then
 	have_rust=1
+	# rustup's cargo under sudo: its toolchains are in the invoking user's ~/.rustup.
+	if [ -z "${RUSTUP_HOME:-}" ] && [ -n "$user_home" ] && [ -d "$user_home/.rustup" ] && [ ! -d "$HOME/.rustup" ]; then
+		export RUSTUP_HOME="$user_home/.rustup"
+	fi
 fi
 
 # One user of core_pattern at a time on this machine (the kernel tests take the same lock).
@@ -130,8 +134,9 @@ echo "C:    examples/c/sensor.c -> sensor"
 g++ -g -O0 -o "$work/debug/inventory" "$top/examples/cpp/inventory.cpp"
 echo "C++:  examples/cpp/inventory.cpp -> inventory"
 if [ "$have_rust" = 1 ]; then
-	# Cargo runs as root here: keep its registry cache and build in the temporary directory.
-	CARGO_TARGET_DIR="$work/cargo-target" CARGO_HOME="${CARGO_HOME:-${user_home:-$HOME}/.cargo}" \
+	# Cargo runs as root here: its build and its home (the example has no dependencies) go in the
+	# temporary directory, so nothing root-owned lands in the checkout or in ~/.cargo.
+	CARGO_TARGET_DIR="$work/cargo-target" CARGO_HOME="$work/cargo-home" \
 		RUSTFLAGS="-C force-unwind-tables=yes -C link-arg=-Wl,--build-id" \
 		cargo build --quiet --offline --release --manifest-path "$top/examples/rust/Cargo.toml"
 	cp "$work/cargo-target/release/thermostat" "$work/debug/thermostat"
