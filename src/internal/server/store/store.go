@@ -151,7 +151,9 @@ var migrations = []string{
 		delivered INTEGER NOT NULL DEFAULT 0,
 		UNIQUE (event_id, url)
 	);
-	CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt);`,
+	CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt);
+	-- when a version was first seen (the regression rule's fallback order)
+	CREATE INDEX cores_version ON cores(software_type, software_version, id);`,
 }
 
 func (s *Store) migrate(ctx context.Context) error {
