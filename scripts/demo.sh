@@ -10,19 +10,28 @@
 # core_pattern and core_pipe_limit are restored when it exits, also on Ctrl-C and on errors.
 # Everything else lives in a temporary directory (kept with --keep, or while --serve runs).
 #
-#   sudo ./scripts/demo.sh [--keep] [--serve]
-#     --keep    keep the temporary directory (binaries, configuration, logs, database)
-#     --serve   leave memfault-server running afterwards (until Ctrl-C) to browse the pages
+#   sudo ./scripts/demo.sh [--keep] [--serve] [--examples c,cpp,rust]
+#     --keep       keep the temporary directory (binaries, configuration, logs, database)
+#     --serve      leave memfault-server running afterwards (until Ctrl-C) to browse the pages
+#     --examples   which examples to build and crash (default: all three)
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
 keep=0
 serve=0
-for a in "$@"; do
+examples=c,cpp,rust
+while [ $# -gt 0 ]; do
+	a=$1
+	shift
 	case "$a" in
 	--keep) keep=1 ;;
 	--serve) serve=1 keep=1 ;;
+	--examples)
+		[ $# -gt 0 ] || { echo "demo: --examples needs a list, e.g. c,cpp,rust" >&2; exit 2; }
+		examples=$1
+		shift
+		;;
 	-h | --help)
-		sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -31,6 +40,16 @@ for a in "$@"; do
 		;;
 	esac
 done
+for e in ${examples//,/ }; do
+	case "$e" in
+	c | cpp | rust) ;;
+	*)
+		echo "demo: --examples: unknown example $e (c, cpp, rust)" >&2
+		exit 2
+		;;
+	esac
+done
+want() { case ",$examples," in *",$1,"*) return 0 ;; *) return 1 ;; esac }
 
 say() { printf '\n== %s\n' "$*"; }
 die() {
@@ -127,13 +146,19 @@ ln -s memfaultd "$work/bin/memfault-core-handler"
 ln -s memfaultd "$work/bin/memfaultctl"
 
 say "building the examples (debug builds in $work/debug, stripped copies in $work/device)"
-gcc -g -O1 -o "$work/debug/sensor" "$top/examples/c/sensor.c"
-echo "C:    examples/c/sensor.c -> sensor"
+if want c; then
+	gcc -g -O1 -o "$work/debug/sensor" "$top/examples/c/sensor.c"
+	echo "C:    examples/c/sensor.c -> sensor"
+fi
 # -O0: at -O1 GCC gives the return address of the throw the line of an inlined allocator
 # (new_allocator.h:90); the server says what gdb says either way.
-g++ -g -O0 -o "$work/debug/inventory" "$top/examples/cpp/inventory.cpp"
-echo "C++:  examples/cpp/inventory.cpp -> inventory"
-if [ "$have_rust" = 1 ]; then
+if want cpp; then
+	g++ -g -O0 -o "$work/debug/inventory" "$top/examples/cpp/inventory.cpp"
+	echo "C++:  examples/cpp/inventory.cpp -> inventory"
+fi
+if ! want rust; then
+	:
+elif [ "$have_rust" = 1 ]; then
 	# Cargo runs as root here: its build and its home (the example has no dependencies) go in the
 	# temporary directory, so nothing root-owned lands in the checkout or in ~/.cargo.
 	CARGO_TARGET_DIR="$work/cargo-target" CARGO_HOME="$work/cargo-home" \
@@ -144,6 +169,7 @@ if [ "$have_rust" = 1 ]; then
 else
 	echo "Rust: cargo/rustc not found: the Rust example is skipped (install rustup or Debian's cargo to include it)"
 fi
+[ -n "$(ls "$work/debug")" ] || die "no example to crash (--examples $examples)"
 for f in "$work"/debug/*; do
 	strip -o "$work/device/$(basename "$f")" "$f"
 done
