@@ -8,6 +8,6 @@ if [ -n "$unformatted" ]; then
 	echo "gofmt would change:"; echo "$unformatted"; exit 1
 fi
 go vet ./...
-# Generous per-package timeout: the oracle tests run gdb hundreds of times and take minutes on
-# a loaded 2-core machine.
-go test -count=1 -timeout 25m "$@" ./...
+# 30 minutes per package: on a loaded machine internal/e2e (which now also runs the demo) and
+# the symbolizer's oracle tests outgrow go test's default of 10.
+go test -count=1 -timeout 30m "$@" ./...

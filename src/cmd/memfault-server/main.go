@@ -20,6 +20,7 @@ import (
 
 	"meta-memfault-go/internal/server/group"
 	"meta-memfault-go/internal/server/ingest"
+	"meta-memfault-go/internal/server/notify"
 	"meta-memfault-go/internal/server/store"
 	"meta-memfault-go/internal/server/symstore"
 	"meta-memfault-go/internal/server/ui"
@@ -56,6 +57,12 @@ func run(args []string) int {
 	fs.Int64Var(&wcfg.MaxCoreSize, "max-core-size", 1<<30, "largest uncompressed core analysed, bytes")
 	fs.IntVar(&wcfg.Limits.MaxThreads, "max-threads", worker.DefaultLimits.MaxThreads, "threads unwound per core")
 	fs.IntVar(&wcfg.Limits.MaxFrames, "max-frames", worker.DefaultLimits.MaxFrames, "frames unwound per core, all threads together")
+	var webhooks multi
+	fs.Var(&webhooks, "webhook", "POST issue.new and issue.regression events to this URL (repeatable)")
+	webhookSecret := fs.String("webhook-secret", os.Getenv("MEMFAULT_WEBHOOK_SECRET"), "sign --webhook calls with HMAC-SHA256 under this secret (env MEMFAULT_WEBHOOK_SECRET)")
+	webhookConfig := fs.String("webhook-config", "", `JSON file of webhooks: {"webhooks": [{"url": "...", "secret": "..."}]}`)
+	ncfg := notify.Config{}
+	fs.DurationVar(&ncfg.RetryWaitMin, "webhook-retry-wait", time.Second, "first wait before retrying a failed webhook call (doubles, up to 30 s)")
 	verbose := fs.Bool("v", false, "debug logs")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -74,6 +81,26 @@ func run(args []string) int {
 	default:
 		fmt.Fprintf(os.Stderr, "memfault-server: --sampling %q: want off, low, normal or high\n", cfg.Resolution)
 		return 2
+	}
+
+	for _, u := range webhooks {
+		if err := notify.CheckURL(u); err != nil {
+			fmt.Fprintf(os.Stderr, "memfault-server: --webhook: %v\n", err)
+			return 2
+		}
+		ncfg.Hooks = append(ncfg.Hooks, notify.Hook{URL: u, Secret: *webhookSecret})
+	}
+	if *webhookConfig != "" {
+		b, err := os.ReadFile(*webhookConfig)
+		if err == nil {
+			var hooks []notify.Hook
+			hooks, err = notify.ParseHooks(b)
+			ncfg.Hooks = append(ncfg.Hooks, hooks...)
+		}
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "memfault-server: --webhook-config %s: %v\n", *webhookConfig, err)
+			return 2
+		}
 	}
 
 	st, err := store.Open(*data)
@@ -114,9 +141,16 @@ func run(args []string) int {
 		return 1
 	}
 	pages.Register(mux)
+	ncfg.PublicURL = cfg.PublicURL
+	n := notify.New(ncfg, st, log)
+	n.Register(mux)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	w.Done = func(worker.Event) { n.Wake() }
+	notified := make(chan struct{})
+	go func() { n.Run(ctx); close(notified) }()
+	defer func() { stop(); <-notified }() // the calls in flight finish or are cut off (and sent again after a restart)
 	go w.Run(ctx)
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {

@@ -47,6 +47,9 @@ func DefaultRules() Rules {
 			`^_Unwind_`,
 			`^core::panicking::`, `^std::panicking::`, `^std::panic::`, `^core::panic::`, `^rust_panic`, `^__rust_`,
 			`^std::rt::`, `^std::sys::`, `^std::process::abort`, `^core::result::unwrap_failed`, `^core::option::`,
+			// The Rust panic runtimes, and the Rust and C++ standard libraries inlined into the
+			// program (Result::expect, Vec indexing, std::map::at): the caller is where it went wrong.
+			`^panic_abort::`, `^panic_unwind::`, `^core::`, `^alloc::`, `^std::`,
 			`^runtime\.`, `^runtime/internal/`,
 			`^_start$`, `^__libc_start`, `^start_thread$`, `^clone3?$`, `^thread_start$`,
 			`^<signal handler called>$`,

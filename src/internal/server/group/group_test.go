@@ -66,6 +66,16 @@ func TestFingerprint(t *testing.T) {
 	e := g.Fingerprint("SIGSEGV", []Frame{{Module: "/usr/bin/app", BuildID: "abcd", Offset: 0x1234}})
 	require.Equal(t, []string{"abcd+0x1234"}, e.Keys)
 
+	// A Rust panic with panic=abort: the panic runtime and the inlined Result::expect are not
+	// where the program went wrong.
+	r := g.Fingerprint("SIGABRT", frames("__pthread_kill_implementation", "raise", "abort", "std::sys::pal::unix::abort_internal",
+		"std::process::abort", "std::rt::__rust_abort", "panic_abort::__rust_start_panic", "std::panicking::rust_panic",
+		"core::panicking::panic_fmt", "core::result::unwrap_failed",
+		"core::result::Result<f64, core::num::dec2flt::ParseFloatError>::expect<f64, core::num::dec2flt::ParseFloatError>",
+		"thermostat::parse_setpoint", "thermostat::apply_schedule", "thermostat::main", "core::ops::function::FnOnce::call_once<fn(), ()>",
+		"std::rt::lang_start_internal", "main"))
+	require.Equal(t, []string{"thermostat::parse_setpoint", "thermostat::apply_schedule", "thermostat::main", "main"}, r.Keys)
+
 	// Nothing in-app: the top frames.
 	f := g.Fingerprint("SIGABRT", frames("raise", "abort"))
 	require.Equal(t, []int{0, 1}, f.Frames)

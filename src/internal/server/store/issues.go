@@ -34,7 +34,7 @@ type IssueFilter struct {
 	Limit, Offset   int    // a page of the list; Limit 0 is every issue
 }
 
-// issueQuery reads the figures the triggers of migration 2 keep (issue_stats, issue_versions),
+// issueQuery reads the figures the triggers of migration 3 keep (issue_stats, issue_versions),
 // so a page of issues costs no aggregation over their cores.
 const issueQuery = `SELECT i.id, i.fingerprint, i.title, i.signal, i.fingerprint_frames, i.symbols_missing,
 	s.first_captured, s.last_captured, s.occurrences, s.devices,

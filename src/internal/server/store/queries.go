@@ -203,6 +203,12 @@ type Result struct {
 	FingerprintFrames string // JSON
 	Trace             string // JSON
 	MissingBuildIDs   []string
+	// Function and Location name the first fingerprint frame ("crash_segv", "threads.c:77"),
+	// for notifications.
+	Function, Location string
+	// Newer decides whether the core's software version is newer than every version the issue
+	// was seen in before (a regression); nil: never. See issueEvent in outbox.go.
+	Newer func(now Seen, earlier []Seen) bool
 }
 
 // FinishCore stores an analysis: the trace, the issue (created on first sight), the build-ids
@@ -214,8 +220,8 @@ func (s *Store) FinishCore(ctx context.Context, id int64, r Result) (int64, bool
 		return 0, false, err
 	}
 	defer tx.Rollback()
-	var captured int64
-	if err := tx.QueryRowContext(ctx, `SELECT captured FROM cores WHERE id = ?`, id).Scan(&captured); err != nil {
+	var captured, previousIssue int64
+	if err := tx.QueryRowContext(ctx, `SELECT captured, COALESCE(issue_id, 0) FROM cores WHERE id = ?`, id).Scan(&captured, &previousIssue); err != nil {
 		return 0, false, err
 	}
 	now := time.Now().Unix()
@@ -260,6 +266,13 @@ func (s *Store) FinishCore(ctx context.Context, id int64, r Result) (int64, bool
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM issues WHERE NOT EXISTS (SELECT 1 FROM cores WHERE cores.issue_id = issues.id)`); err != nil {
 		return 0, false, err
+	}
+	if previousIssue != issue {
+		// A core analysed again into the issue it was already in changes nothing people
+		// need to hear about.
+		if err := issueEvent(ctx, tx, id, issue, created, r); err != nil {
+			return 0, false, fmt.Errorf("issue event: %w", err)
+		}
 	}
 	return issue, created, tx.Commit()
 }

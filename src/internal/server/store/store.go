@@ -117,7 +117,44 @@ var migrations = []string{
 		last_seen INTEGER NOT NULL,
 		symbols_missing INTEGER NOT NULL DEFAULT 0
 	);`,
-	// 2: each issue's figures kept up to date by triggers as cores join and leave issues, so a
+	// 2: the notification outbox (outbox.go): issue events, written with the analysis that
+	// caused them, and one delivery per event and webhook URL.
+	`CREATE TABLE issue_events (
+		id INTEGER PRIMARY KEY,
+		kind TEXT NOT NULL,              -- issue.new, issue.regression
+		issue_id INTEGER NOT NULL,
+		core_id INTEGER NOT NULL,
+		title TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		signal TEXT NOT NULL,
+		function TEXT NOT NULL,
+		location TEXT NOT NULL,
+		software_type TEXT NOT NULL,
+		software_version TEXT NOT NULL,
+		previous_versions TEXT NOT NULL, -- JSON list, regressions only
+		device_serial TEXT NOT NULL,
+		first_seen INTEGER NOT NULL,
+		last_seen INTEGER NOT NULL,
+		created INTEGER NOT NULL,
+		fanned_out INTEGER NOT NULL DEFAULT 0
+	);
+	CREATE INDEX issue_events_fan ON issue_events(fanned_out);
+	CREATE TABLE webhook_deliveries (
+		id INTEGER PRIMARY KEY,
+		event_id INTEGER NOT NULL REFERENCES issue_events(id),
+		url TEXT NOT NULL,
+		body TEXT NOT NULL,
+		status TEXT NOT NULL DEFAULT 'pending', -- pending, delivered, failed
+		attempts INTEGER NOT NULL DEFAULT 0,
+		next_attempt INTEGER NOT NULL DEFAULT 0, -- unix ms
+		last_error TEXT NOT NULL DEFAULT '',
+		delivered INTEGER NOT NULL DEFAULT 0,
+		UNIQUE (event_id, url)
+	);
+	CREATE INDEX webhook_due ON webhook_deliveries(status, next_attempt);
+	-- when a version was first seen (the regression rule's fallback order)
+	CREATE INDEX cores_version ON cores(software_type, software_version, id);`,
+	// 3: each issue's figures kept up to date by triggers as cores join and leave issues, so a
 	// page of the issues list sorts and shows them without aggregating every core; the
 	// versions of each issue for the version filter; stored symbols by upload time.
 	`CREATE TABLE issue_stats (

@@ -71,7 +71,7 @@ func fetch(b *testing.B, url string) {
 // BenchmarkPages: the pages on a server with 5000 issues of 10 cores each (50,000 cores),
 // against baselines in the same run: the same pages on 50 issues; the JSON API's unpaginated
 // issue list on the 5000; and one page of issues aggregated from every core (query-aggregate,
-// the query before migration 2) against the same page from the figures the triggers keep
+// the query before migration 3) against the same page from the figures the triggers keep
 // (query-figures).
 func BenchmarkPages(b *testing.B) {
 	for _, size := range []struct {

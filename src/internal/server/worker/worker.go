@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -158,9 +159,11 @@ func (w *Worker) process(ctx context.Context, id int64) {
 		return
 	}
 	keys, _ := json.Marshal(o.a.Fingerprint.Keys)
+	fn, loc := crashSite(o.a)
 	issue, created, err := w.st.FinishCore(bg, id, store.Result{
 		Fingerprint: o.a.Fingerprint.Hash, Title: o.a.Title, Signal: o.a.Trace.Signal,
 		FingerprintFrames: string(keys), Trace: string(trace), MissingBuildIDs: o.a.Trace.MissingSymbols,
+		Function: fn, Location: loc, Newer: newer,
 	})
 	if err != nil {
 		// The analysis is fine, storing it was not (the database was busy or full): back
@@ -174,4 +177,29 @@ func (w *Worker) process(ctx context.Context, id int64) {
 	w.log.Info("core analysed", "core", id, "issue", issue, "new_issue", created, "title", o.a.Title,
 		"missing_symbols", len(o.a.Trace.MissingSymbols), "took", time.Since(start).Round(time.Millisecond))
 	w.Done(Event{CoreID: id, IssueID: issue, NewIssue: created})
+}
+
+// crashSite names the first fingerprint frame: its function (or module+offset) and file:line.
+func crashSite(a *Analysis) (fn, loc string) {
+	if len(a.Fingerprint.Frames) == 0 || len(a.Trace.Threads) == 0 {
+		return "", ""
+	}
+	f := a.Trace.Threads[0].Frames[a.Fingerprint.Frames[0]]
+	fn = group.Normalize(f.Function)
+	if fn == "" {
+		fn = filepath.Base(f.Module) + "+" + f.Offset
+	}
+	if f.File != "" && f.Line > 0 {
+		loc = fmt.Sprintf("%s:%d", f.File, f.Line)
+	}
+	return fn, loc
+}
+
+// newer is the regression rule (group.Newer) in the store's terms.
+func newer(now store.Seen, earlier []store.Seen) bool {
+	e := make([]group.Seen, len(earlier))
+	for i, s := range earlier {
+		e[i] = group.Seen{Version: s.Version, FirstCore: s.FirstCore}
+	}
+	return group.Newer(group.Seen{Version: now.Version, FirstCore: now.FirstCore}, e)
 }
