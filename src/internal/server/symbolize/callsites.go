@@ -78,9 +78,9 @@ func (x *dwarfIndex) sitesOf(u *unit) (*unitSites, error) {
 }
 
 // siteLevel is one open DIE of the walk: the nearest enclosing subprogram
-// (nil outside any).
+// (0 outside any).
 type siteLevel struct {
-	sub *dwarf.Entry
+	sub dwarf.Offset
 }
 
 // siteWalk is the state of one unit's walk.
@@ -94,53 +94,55 @@ type siteWalk struct {
 func (x *dwarfIndex) walkCallSites(u *unit, us *unitSites) error {
 	us.byPC = map[uint64]int32{}
 	us.tails = map[dwarf.Offset][]int32{}
-	r := x.data.Reader()
-	r.Seek(u.bounds.first)
-	cu, err := r.Next()
+	du, err := x.dieUnitOf(u)
 	if err != nil {
 		return err
 	}
-	if cu == nil || !cu.Children {
+	if !du.abbrevs.callSites {
+		return nil // no DIE of the unit can be a call site (Go's, for one)
+	}
+	r := du.reader()
+	var e rawDIE
+	if !r.next(&e) {
+		return r.err
+	}
+	if e.ab == nil || !e.ab.children {
 		return nil
 	}
 	w := &siteWalk{us: us, targets: map[dwarf.Offset]CallSite{}, interned: map[string]string{}, complete: map[dwarf.Offset]bool{}}
 	stack := []siteLevel{{}}
-	for len(stack) > 0 {
-		e, err := r.Next()
-		if err != nil {
-			return err
-		}
-		if e == nil || e.Offset >= u.bounds.end {
-			break
-		}
-		if e.Tag == 0 {
+	for len(stack) > 0 && r.next(&e) {
+		if e.ab == nil {
 			stack = stack[:len(stack)-1]
 			continue
 		}
 		top := stack[len(stack)-1]
 		next, descend := top, false
-		switch e.Tag {
+		switch e.ab.tag {
 		case dwarf.TagSubprogram:
-			descend = x.validCode(e, false)
-			next = siteLevel{sub: e}
+			descend = x.validCode(&e, false)
+			next = siteLevel{sub: e.offset()}
 		case dwarf.TagInlinedSubroutine:
-			descend = x.validCode(e, false)
+			descend = x.validCode(&e, false)
 		case dwarf.TagLexDwarfBlock:
-			descend = x.validCode(e, true)
+			descend = x.validCode(&e, true)
 		case dwarf.TagNamespace, dwarf.TagClassType, dwarf.TagStructType, dwarf.TagUnionType, dwarf.TagInterfaceType:
 			descend = true
 		case tagCallSite, tagGNUCallSite:
-			if err := x.addCallSite(e, top, w); err != nil {
+			if err := x.addCallSite(&e, top, w); err != nil {
 				return err
 			}
 		}
-		if e.Children {
+		if e.ab.children {
 			if !descend {
-				r.SkipChildren()
+				r.skipChildren(&e)
 				continue
 			}
 			stack = append(stack, next)
 		}
+	}
+	if r.err != nil {
+		return r.err
 	}
 	// gdb's lists run from the last site to the first.
 	for _, l := range us.tails {
@@ -154,11 +156,11 @@ func (x *dwarfIndex) walkCallSites(u *unit, us *unitSites) error {
 // validCode reports whether gdb reads the children of a code DIE: its range
 // must be valid (an unreadable one is not); a lexical block may also have
 // none at all.
-func (x *dwarfIndex) validCode(e *dwarf.Entry, absentOK bool) bool {
-	if absentOK && e.AttrField(dwarf.AttrLowpc) == nil && e.AttrField(dwarf.AttrHighpc) == nil && e.AttrField(dwarf.AttrRanges) == nil {
+func (x *dwarfIndex) validCode(e *rawDIE, absentOK bool) bool {
+	if absentOK && !e.has(dwarf.AttrLowpc) && !e.has(dwarf.AttrHighpc) && !e.has(dwarf.AttrRanges) {
 		return true
 	}
-	rs, err := x.data.Ranges(e)
+	rs, err := x.dieRanges(e, nil)
 	return err == nil && len(x.keepRanges(rs)) > 0
 }
 
@@ -251,33 +253,48 @@ func (x *dwarfIndex) readerAt(off dwarf.Offset) (*dwarf.Reader, *dwarf.Entry, dw
 	return r, e, b.end
 }
 
-func (x *dwarfIndex) addCallSite(e *dwarf.Entry, top siteLevel, w *siteWalk) error {
+func (x *dwarfIndex) addCallSite(e *rawDIE, top siteLevel, w *siteWalk) error {
 	us := w.us
-	pc, ok := e.Val(dwarf.AttrCallReturnPC).(uint64)
+	var verr error
+	val := func(a dwarf.Attr) dieVal {
+		v := e.val(a)
+		if v.err != nil && verr == nil {
+			verr = v.err
+		}
+		return v
+	}
+	pc, ok := val(dwarf.AttrCallReturnPC).uint64()
 	if !ok {
-		if pc, ok = e.Val(dwarf.AttrLowpc).(uint64); !ok {
+		if pc, ok = val(dwarf.AttrLowpc).uint64(); !ok {
+			if verr != nil {
+				return verr
+			}
 			return nil // gdb: a complaint, and the site is ignored
 		}
 	}
 	if _, dup := us.byPC[pc]; dup {
-		return nil
+		return verr
 	}
 	if len(us.sites) >= maxUnitCallSites {
 		return fmt.Errorf("over %d call sites", maxUnitCallSites)
 	}
 	cs := CallSite{PC: pc}
-	cs.Tail = flagSet(e, dwarf.AttrCallTailCall) || flagSet(e, attrGNUTailCall)
-	var f *dwarf.Field
+	cs.Tail = val(dwarf.AttrCallTailCall).flag() || val(attrGNUTailCall).flag()
+	f, found := dieVal{}, false
 	for _, a := range []dwarf.Attr{dwarf.AttrCallTarget, attrGNUCallSiteTarget, dwarf.AttrCallOrigin, dwarf.AttrAbstractOrigin} {
-		if f = e.AttrField(a); f != nil {
+		if e.has(a) {
+			f, found = val(a), true
 			break
 		}
 	}
+	if verr != nil {
+		return verr
+	}
 	switch {
-	case f == nil:
+	case !found:
 		cs.Unknown = true
-	case f.Class == dwarf.ClassReference:
-		off, _ := f.Val.(dwarf.Offset)
+	case f.isReference():
+		off, _ := f.ref()
 		t, ok := w.targets[off]
 		if !ok {
 			var err error
@@ -294,11 +311,11 @@ func (x *dwarfIndex) addCallSite(e *dwarf.Entry, top siteLevel, w *siteWalk) err
 	id := int32(len(us.sites))
 	us.sites = append(us.sites, cs)
 	us.byPC[pc] = id
-	if cs.Tail && top.sub != nil {
-		sub := top.sub.Offset
+	if cs.Tail && top.sub != 0 {
+		sub := top.sub
 		complete, ok := w.complete[sub]
 		if !ok {
-			complete = x.allCallsKnown(top.sub)
+			complete = x.allCallsKnown(x.entryAt(sub))
 			w.complete[sub] = complete
 		}
 		if complete {
@@ -397,8 +414,12 @@ func (f *File) FunctionStart(pc uint64) (entry uint64, ok bool, err error) {
 			if err != nil {
 				return 0, false, err
 			}
-			if chain := st.chain(pc); len(chain) > 0 {
-				if entry, ok := f.dw.entryOf(st.nodes[chain[len(chain)-1]].die); ok {
+			chain, err := st.chain(pc)
+			if err != nil {
+				return 0, false, err
+			}
+			if len(chain) > 0 {
+				if entry, ok := f.dw.entryOf(st.node(chain[len(chain)-1]).die); ok {
 					return entry, true, nil
 				}
 			}
@@ -443,11 +464,14 @@ func (f *File) TailCalls(entry uint64) (sites []CallSite, ok bool, err error) {
 	if err != nil {
 		return nil, false, err
 	}
-	chain := st.chain(entry)
+	chain, err := st.chain(entry)
+	if err != nil {
+		return nil, false, err
+	}
 	if len(chain) == 0 {
 		return nil, false, nil
 	}
-	die := st.nodes[chain[len(chain)-1]].die
+	die := st.node(chain[len(chain)-1]).die
 	if e, ok := f.dw.entryOf(die); !ok || e != entry {
 		return nil, false, nil
 	}

@@ -36,12 +36,8 @@ type sAttr struct {
 	val  any // string, *sDIE, int64, or nil (flag_present)
 }
 
-// DWARF forms used (lines.go has the others).
-const (
-	formAddr    = 0x01
-	formRef4    = 0x13
-	formPresent = 0x19
-)
+// DWARF forms used (die.go has the others).
+const formPresent = formFlagPresent
 
 func die(tag dwarf.Tag, attrs ...sAttr) *sDIE { return &sDIE{tag: tag, attrs: attrs} }
 

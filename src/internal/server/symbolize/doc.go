@@ -1,8 +1,9 @@
 // Package symbolize turns link-time addresses of one ELF file into source
 // frames (function, file, line, inlined calls), as gdb would print them.
 //
-// It reads DWARF 2-5 (.debug_info through the standard library's
-// debug/dwarf; line programs with its own decoder), compressed debug sections
+// It reads DWARF 2-5 (the walks over a unit's DIEs with its own decoder,
+// die.go; single DIEs through the standard library's debug/dwarf; line
+// programs with its own decoder), compressed debug sections
 // (SHF_COMPRESSED zlib/zstd and .zdebug), split debug files made by
 // objcopy --only-keep-debug, and falls back to .symtab/.dynsym. Names are
 // gdb's: C++ functions named from DWARF as gdb composes and canonicalizes
@@ -20,6 +21,7 @@
 // keep a window and checkpoints, not what lies in front of the units in
 // use); units are found through .debug_aranges when the file has it, else
 // every unit's ranges are read on the first lookup; each unit's line table
-// and function/inline tree are built on the first lookup inside it and
-// cached. See README.md for how, and for the rules taken from gdb.
+// and functions are built on the first lookup inside it, each function's
+// inlined calls on the first lookup inside that function, and cached. See
+// README.md for how, and for the rules taken from gdb.
 package symbolize

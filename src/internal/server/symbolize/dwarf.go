@@ -41,6 +41,7 @@ type dwarfIndex struct {
 	order   binary.ByteOrder
 	atZero  bool     // some executable section starts at address 0
 	foreign sync.Map // dwarf.Offset -> *declInfo, DIEs read outside a unit walk
+	abbrevs sync.Map // .debug_abbrev offset -> *abbrevTable (die.go)
 	names   *budget  // bytes of names and paths the unit indexes may keep
 
 	sites sync.Map // *unit -> *unitSites, built on first use (callsites.go)
@@ -124,26 +125,33 @@ func (d *dwarfData) Ranges(e *dwarf.Entry) ([][2]uint64, error) {
 			}
 		}
 	}
+	return d.x.rangeList(data, b, off, f.Class == dwarf.ClassRangeListPtr, ret)
+}
+
+// rangeList appends the ranges of the range list at off (of .debug_rnglists or
+// .debug_ranges, by the unit's version; listPtr: the attribute's class is
+// dwarf.ClassRangeListPtr) to ret.
+func (x *dwarfIndex) rangeList(data *dwarf.Data, b activeRef, off int64, listPtr bool, ret [][2]uint64) ([][2]uint64, error) {
 	if b.version >= 5 {
-		if rl, _ := d.x.sec.rngLists.all(); rl != nil {
-			return d.x.rangeList5(data, b, off, rl, ret)
+		if rl, _ := x.sec.rngLists.all(); rl != nil {
+			return x.rangeList5(data, b, off, rl, ret)
 		}
-		if f.Class != dwarf.ClassRangeListPtr {
+		if !listPtr {
 			return ret, nil
 		}
 	}
-	ranges, _ := d.x.sec.ranges.all()
+	ranges, _ := x.sec.ranges.all()
 	if ranges == nil {
 		return ret, nil
 	}
-	base, _, err := d.x.unitBase(data, b)
+	base, _, err := x.unitBase(data, b)
 	if err != nil {
 		return nil, err
 	}
 	if off < 0 || off > int64(len(ranges)) {
 		return nil, fmt.Errorf("invalid range offset %d (max %d)", off, len(ranges))
 	}
-	c := &cursor{b: ranges, off: int(off), order: d.x.order, what: ".debug_ranges"}
+	c := &cursor{b: ranges, off: int(off), order: x.order, what: ".debug_ranges"}
 	top := ^uint64(0) >> (64 - 8*uint(b.addrSize))
 	for c.left() >= 2*b.addrSize {
 		lo, hi := c.uint(b.addrSize), c.uint(b.addrSize)
@@ -199,6 +207,11 @@ type unit struct {
 	addrSize       int
 	low            uint64      // lowest address of its ranges
 	ranges         [][2]uint64 // its ranges, without empty and discarded ones
+
+	// For the DIE decoder: the unit's bounds as made active, the compact copy through its
+	// end, and its abbreviation table's bytes onwards (die.go).
+	active      unitBounds
+	info, table []byte
 
 	once  sync.Once
 	state *unitState
@@ -466,8 +479,15 @@ func (x *dwarfIndex) activate(idx []int) error {
 
 // anyOffsetForms reports whether some abbreviation table of .debug_abbrev
 // has forms holding .debug_info offsets (or cannot be read: then too). It
-// reads the section through once, keeping nothing.
-func (x *dwarfIndex) anyOffsetForms() bool { return offsetFormsIn(x.sec.abbrev.chunks) }
+// reads the section whole and keeps it (glibc's: 1 MB): the tables of the
+// units in use are then read from memory, not inflated a second time.
+func (x *dwarfIndex) anyOffsetForms() bool {
+	b, err := x.sec.abbrev.all()
+	if err != nil {
+		return true
+	}
+	return offsetFormsIn(func(fn func([]byte) error) error { return fn(b) })
+}
 
 // offsetFormsIn is anyOffsetForms over the pieces chunks gives.
 func offsetFormsIn(chunks func(func([]byte) error) error) bool {
@@ -625,6 +645,15 @@ func (x *dwarfIndex) readUnits(idx []int) error {
 		u, err := x.readUnit(d, *b)
 		if err != nil {
 			return err
+		}
+		if u != nil {
+			// What the DIE decoder needs, so that it reads without x.mu (die.go). The unit's
+			// bytes in the copy never change once it is active.
+			u.active = *b
+			u.info = x.cinfo[:b.cend:b.cend]
+			if at, ok := x.tableAt[b.abbrev]; ok && at <= uint64(len(x.cabbrev)) {
+				u.table = x.cabbrev[at:len(x.cabbrev):len(x.cabbrev)]
+			}
 		}
 		b.read, b.u = true, u
 	}

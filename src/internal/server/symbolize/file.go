@@ -139,6 +139,9 @@ func (f *File) Lookup(addr uint64) ([]Frame, error) {
 // and indexed now, in address order, which is (nearly always) their order
 // in the file, so that reading them goes forward through each section once
 // (a compressed section read backwards is inflated again from a checkpoint).
+// Three goroutines share the work: one reads .debug_info on to the units, one
+// builds each unit's lines and functions (and reads the functions around the
+// addresses) as soon as its unit is known, one reads the symbol table.
 // Errors are left to Lookup.
 func (f *File) Prefetch(addrs []uint64) {
 	if f.dw == nil || len(addrs) == 0 {
@@ -146,17 +149,71 @@ func (f *File) Prefetch(addrs []uint64) {
 	}
 	sorted := slices.Clone(addrs)
 	slices.Sort(sorted)
-	var units []*unit
+	// Each unit's lines and functions are built by a second goroutine while this one reads
+	// .debug_info on to the next unit (both go forward through their sections).
+	// The functions around the addresses are read there too.
+	type work struct {
+		u   *unit
+		pcs []uint64
+	}
+	units := make(chan work, len(sorted))
+	var crashed, symsCrashed any
+	// The symbol table (names of frames without DWARF functions, and of call targets) is
+	// read meanwhile, on a third goroutine.
+	symsDone := make(chan struct{})
+	go func() {
+		defer close(symsDone)
+		defer func() { symsCrashed = recover() }()
+		if f.syms != nil {
+			f.syms.table()
+		}
+	}()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer func() {
+			if r := recover(); r != nil {
+				crashed = r
+				for range units {
+				}
+			}
+		}()
+		for w := range units {
+			if st, err := f.dw.stateOf(w.u); err == nil {
+				for _, pc := range w.pcs {
+					st.chain(pc)
+				}
+			}
+		}
+	}()
+	var cur work
 	for i, a := range sorted {
 		if i > 0 && a == sorted[i-1] {
 			continue
 		}
-		if u, err := f.dw.unitForPC(a); err == nil && u != nil && (len(units) == 0 || units[len(units)-1] != u) {
-			units = append(units, u)
+		u, err := f.dw.unitForPC(a)
+		if err != nil || u == nil {
+			continue
 		}
+		if u != cur.u {
+			if cur.u != nil {
+				units <- cur
+			}
+			cur = work{u: u}
+		}
+		cur.pcs = append(cur.pcs, a)
 	}
-	for _, u := range units {
-		f.dw.stateOf(u)
+	if cur.u != nil {
+		units <- cur
+	}
+	close(units)
+	<-done
+	<-symsDone
+	if crashed == nil {
+		crashed = symsCrashed
+	}
+	if crashed != nil {
+		panic(crashed) // the caller's recover turns it into an error
 	}
 }
 
@@ -166,7 +223,10 @@ func (f *File) unitFrames(u *unit, st *unitState, addr uint64) ([]Frame, error) 
 	if st.lines != nil {
 		file, line, col, _ = st.lines.lookup(addr)
 	}
-	chain := st.chain(addr)
+	chain, err := st.chain(addr)
+	if err != nil {
+		return nil, err
+	}
 	if len(chain) == 0 {
 		fr, ok := f.symtabFrame(addr)
 		if !ok && line == 0 {
@@ -177,13 +237,13 @@ func (f *File) unitFrames(u *unit, st *unitState, addr uint64) ([]Frame, error) 
 	}
 	frames := make([]Frame, len(chain))
 	for i, id := range chain {
-		n := &st.nodes[id]
+		n := st.node(id)
 		name := f.dw.nodeName(u, st, id)
 		fr := Frame{Function: name.function, Mangled: name.mangled, Inlined: n.inlined}
 		if i == 0 {
 			fr.File, fr.Line, fr.Column = file, line, col
 		} else {
-			callee := &st.nodes[chain[i-1]]
+			callee := st.node(chain[i-1])
 			if st.lines != nil {
 				fr.File = st.lines.fileName(callee.callFile)
 			}

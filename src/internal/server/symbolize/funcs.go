@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"sort"
-	"strings"
 	"sync"
 )
 
@@ -17,8 +16,15 @@ type unitState struct {
 	funcs []span     // concrete functions, sorted by lo
 	// funcsMax[i] = max(funcs[:i+1].hi), to walk back over overlapping ranges.
 	funcsMax []uint64
-	nodes    []node
-	decls    map[dwarf.Offset]*declInfo
+	// nodes: functions, then the inlined calls of each function's body, read when a
+	// lookup first lands in it (expand). Guarded by rw once the unit is built.
+	nodes  []node
+	bodies []body
+	rw     sync.RWMutex
+	x      *dwarfIndex
+	du     *dieUnit
+	lang   int64
+	decls  map[dwarf.Offset]*declInfo
 	// scopes places the namespaces, types and functions of a C++ unit in
 	// its DIE tree, sorted by offset (see cxxname.go).
 	scopes []scopeEntry
@@ -44,6 +50,14 @@ type node struct {
 	callCol  int64
 	kids     []span // inlined calls directly inside, sorted by lo
 	kidsMax  []uint64
+	body     int32 // a function's index in unitState.bodies, or -1
+}
+
+// body is where a function's children start, for reading its inlined calls on demand.
+type body struct {
+	start int // offset in the compact copy of its first child
+	done  bool
+	err   error
 }
 
 // declInfo is what naming needs from a subprogram DIE.
@@ -56,7 +70,7 @@ type declInfo struct {
 type nameResult struct{ function, mangled string }
 
 func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
-	st := &unitState{decls: map[dwarf.Offset]*declInfo{}, names: map[int32]nameResult{}}
+	st := &unitState{decls: map[dwarf.Offset]*declInfo{}, names: map[int32]nameResult{}, x: x, lang: u.lang}
 	if u.stmtList >= 0 {
 		env, err := x.lineEnv(u)
 		if err != nil {
@@ -82,7 +96,12 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 		m = max(m, s.hi)
 		st.funcsMax[i] = m
 	}
-	for i := range st.nodes {
+	return st, nil
+}
+
+// sortKids orders the inlined calls of nodes[from:] for chain.
+func (st *unitState) sortKids(from int) {
+	for i := from; i < len(st.nodes); i++ {
 		n := &st.nodes[i]
 		slices.SortStableFunc(n.kids, bySpanLo)
 		n.kidsMax = make([]uint64, len(n.kids))
@@ -92,7 +111,44 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 			n.kidsMax[j] = m
 		}
 	}
-	return st, nil
+}
+
+// expand reads the inlined calls in the body of function node fn, once.
+func (st *unitState) expand(fn int32) error {
+	st.rw.RLock()
+	b := st.nodes[fn].body
+	if b < 0 || st.bodies[b].done {
+		var err error
+		if b >= 0 {
+			err = st.bodies[b].err
+		}
+		st.rw.RUnlock()
+		return err
+	}
+	st.rw.RUnlock()
+	st.rw.Lock()
+	defer st.rw.Unlock()
+	bd := &st.bodies[b]
+	if !bd.done {
+		from := len(st.nodes)
+		r := st.du.reader()
+		r.off = bd.start
+		bd.err = st.x.walk(st, r, []level{{node: fn}}, true)
+		if bd.err != nil {
+			bd.err = fmt.Errorf("function at %#x: %w", st.nodes[fn].die, bd.err)
+		}
+		bd.done = true
+		st.sortKids(from)
+		st.sortKids(int(fn))
+	}
+	return bd.err
+}
+
+// node returns a copy of node id.
+func (st *unitState) node(id int32) node {
+	st.rw.RLock()
+	defer st.rw.RUnlock()
+	return st.nodes[id]
 }
 
 // maxScope caps the length of a qualified scope name; deeper scopes are
@@ -105,143 +161,180 @@ var scopeTags = map[dwarf.Tag]bool{
 	dwarf.TagUnionType: true, dwarf.TagInterfaceType: true, dwarf.TagEnumerationType: true,
 }
 
-// walkUnit reads every DIE of the unit once, collecting subprogram
-// declarations (for names) and the tree of functions and inlined calls.
+// level is one open DIE of a walk.
+type level struct {
+	scope string
+	node  int32
+	die   dwarf.Offset // nearest enclosing C++ scope DIE (the unit's at the top)
+}
+
+// walkUnit reads every DIE of the unit once, collecting subprogram declarations (for names),
+// C++ scopes and the functions with code. The inlined calls inside a function are read when a
+// lookup first lands in it (expand): that is most of a unit's DIEs (Rust's std, Go's runtime),
+// and a core needs few functions.
 func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
-	r := x.data.Reader()
-	r.Seek(u.bounds.first)
-	cu, err := r.Next()
+	du, err := x.dieUnitOf(u)
 	if err != nil {
 		return err
 	}
-	if cu == nil || !cu.Children {
+	st.du = du
+	r := du.reader()
+	var e rawDIE
+	if !r.next(&e) {
+		return r.err
+	}
+	if e.ab == nil || !e.ab.children {
 		return nil
 	}
-	type level struct {
-		scope string
-		node  int32
-		die   dwarf.Offset // nearest enclosing C++ scope DIE (the unit's at the top)
-	}
-	stack := []level{{node: -1, die: cu.Offset}}
-	cxx := cxxLangs[u.lang]
+	return x.walk(st, r, []level{{node: -1, die: e.offset()}}, false)
+}
+
+// walk reads DIEs from r until the levels of stack are closed. The first walk of a unit
+// (inlines false) records declarations, scopes and functions, and where each function's body
+// starts; a walk of one body (inlines true, the function's level on the stack) records its
+// inlined calls and skips nested functions (they have bodies of their own). Both go through
+// the same DIEs, so that the nodes come out as one walk that does both would make them.
+func (x *dwarfIndex) walk(st *unitState, r *dieReader, stack []level, inlines bool) error {
+	lang := st.lang
+	cxx := cxxLangs[lang]
+	members := scopedLangs[lang]
 	// Names are kept for every subprogram: share equal strings, cap long
 	// ones, and charge what is kept to the file's name budget.
 	interned := map[string]string{}
-	keep := func(s string) (string, error) {
-		if s == "" {
+	keep := func(b []byte) (string, error) {
+		if len(b) == 0 {
 			return "", nil
 		}
-		if v, ok := interned[s]; ok {
+		if v, ok := interned[string(b)]; ok {
 			return v, nil
 		}
-		v := s
-		if len(v) > maxSymbolName {
-			v = strings.Clone(v[:maxSymbolName])
-		}
+		v := string(b[:min(len(b), maxSymbolName)])
 		if !x.names.take(len(v)) {
-			return "", fmt.Errorf("names of unit at %#x over budget", u.bounds.first)
+			return "", fmt.Errorf("names of unit at %#x over budget", r.u.first)
 		}
-		interned[s] = v
+		interned[string(b)] = v
 		return v, nil
 	}
-	for len(stack) > 0 {
-		e, err := r.Next()
-		if pastEnd(err, u) {
-			break // the unit ended without closing every level
+	// Names in .debug_str are shared with the section (no copy, nothing to charge); others
+	// (DW_FORM_string) are kept.
+	keepName := func(b []byte, shared bool) (string, error) {
+		if shared {
+			return sharedString(b[:min(len(b), maxSymbolName)]), nil
 		}
-		if err != nil {
-			return err
-		}
-		if e == nil || e.Offset >= u.bounds.end {
-			break // the unit ended without closing every level
-		}
-		if e.Tag == 0 {
+		return keep(b)
+	}
+	var rbuf [][2]uint64 // ranges of the DIE at hand
+	var verr error       // the first attribute value that failed to decode
+	var e rawDIE
+	var err error
+	for len(stack) > 0 && r.next(&e) {
+		if e.ab == nil {
 			stack = stack[:len(stack)-1]
 			continue
 		}
+		tag := e.ab.tag
 		top := stack[len(stack)-1]
 		next := top
-		if cxx && cxxScopeTags[e.Tag] {
-			st.scopes = append(st.scopes, scopeEntry{off: e.Offset, parent: top.die, tag: e.Tag})
-			next.die = e.Offset
-		}
 		switch {
-		case scopeTags[e.Tag]:
-			name, _ := e.Val(dwarf.AttrName).(string)
-			if name == "" && e.Tag == dwarf.TagNamespace {
-				name = "(anonymous namespace)"
-			}
-			if name != "" && len(top.scope)+len(name) < maxScope {
-				if next.scope, err = keep(qualify(top.scope, name)); err != nil {
-					return err
-				}
-			}
-		case e.Tag == dwarf.TagSubprogram:
-			d := &declInfo{scope: top.scope}
-			name, _ := e.Val(dwarf.AttrName).(string)
-			if d.name, err = keep(name); err != nil {
-				return err
-			}
-			if d.linkage, err = keep(linkageName(e)); err != nil {
-				return err
-			}
-			d.spec, _ = e.Val(dwarf.AttrSpecification).(dwarf.Offset)
-			d.origin, _ = e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset)
-			st.decls[e.Offset] = d
-			next.node = -1
-			rs, err := x.data.Ranges(e)
-			if err != nil {
-				return fmt.Errorf("subprogram at %#x: %w", e.Offset, err)
-			}
-			if rs = x.keepRanges(rs); len(rs) > 0 {
-				id := int32(len(st.nodes))
-				st.nodes = append(st.nodes, node{die: e.Offset})
-				for _, rg := range rs {
-					st.funcs = append(st.funcs, span{rg[0], rg[1], id})
-				}
-				next.node = id
-			}
-		case e.Tag == dwarf.TagInlinedSubroutine:
+		case inlines && tag == dwarf.TagSubprogram:
+			r.skipChildren(&e) // its own body, or no code: no inlined call of ours inside
+			continue
+		case inlines && tag == dwarf.TagInlinedSubroutine:
 			next.node = -1
 			if top.node < 0 {
 				break
 			}
-			if e.Val(dwarf.AttrCallFile) == nil || e.Val(dwarf.AttrCallLine) == nil {
+			if !e.has(dwarf.AttrCallFile) || !e.has(dwarf.AttrCallLine) {
 				// gdb reads an inlined call without its call site as a
 				// lexical block: no frame; calls inside it belong to the
 				// enclosing function (read_func_scope).
 				next.node = top.node
 				break
 			}
-			rs, err := x.data.Ranges(e)
-			if err != nil {
-				return fmt.Errorf("inlined subroutine at %#x: %w", e.Offset, err)
+			if rbuf, err = x.dieRanges(&e, rbuf[:0]); err != nil {
+				return fmt.Errorf("inlined subroutine at %#x: %w", e.off, err)
 			}
-			origin, _ := e.Val(dwarf.AttrAbstractOrigin).(dwarf.Offset)
-			n := node{die: origin, inlined: true}
-			n.callFile, _ = e.Val(dwarf.AttrCallFile).(int64)
-			n.callLine, _ = e.Val(dwarf.AttrCallLine).(int64)
-			n.callCol, _ = e.Val(dwarf.AttrCallColumn).(int64)
+			n := node{die: e.refVal(dwarf.AttrAbstractOrigin, &verr), inlined: true, body: -1}
+			n.callFile = e.intVal(dwarf.AttrCallFile, &verr)
+			n.callLine = e.intVal(dwarf.AttrCallLine, &verr)
+			n.callCol = e.intVal(dwarf.AttrCallColumn, &verr)
 			id := int32(len(st.nodes))
 			st.nodes = append(st.nodes, n)
 			parent := &st.nodes[top.node]
-			for _, rg := range rs {
+			for _, rg := range rbuf {
 				if rg[0] < rg[1] {
 					parent.kids = append(parent.kids, span{rg[0], rg[1], id})
 				}
 			}
 			next.node = id
+		case inlines:
+		case cxx && cxxScopeTags[tag]:
+			st.scopes = append(st.scopes, scopeEntry{off: e.offset(), parent: top.die, tag: tag})
+			next.die = e.offset()
 		}
-		if e.Children {
-			if skipChildren(e.Tag, scopedLangs[u.lang]) {
-				r.SkipChildren()
+		switch {
+		case inlines:
+		case scopeTags[tag]:
+			name := e.str(dwarf.AttrName, &verr)
+			if len(name) == 0 && tag == dwarf.TagNamespace {
+				name = anonymousNamespace
+			}
+			if len(name) != 0 && len(top.scope)+len(name) < maxScope {
+				q := name
+				if top.scope != "" {
+					q = append(append([]byte(top.scope), "::"...), name...)
+				}
+				if next.scope, err = keep(q); err != nil {
+					return err
+				}
+			}
+		case tag == dwarf.TagSubprogram:
+			d := &declInfo{scope: top.scope}
+			if d.name, err = keepName(e.strVal(dwarf.AttrName, &verr)); err != nil {
+				return err
+			}
+			if d.linkage, err = keepName(e.linkage(&verr)); err != nil {
+				return err
+			}
+			d.spec = e.refVal(dwarf.AttrSpecification, &verr)
+			d.origin = e.refVal(dwarf.AttrAbstractOrigin, &verr)
+			st.decls[e.offset()] = d
+			next.node = -1
+			if rbuf, err = x.dieRanges(&e, rbuf[:0]); err != nil {
+				return fmt.Errorf("subprogram at %#x: %w", e.off, err)
+			}
+			if rs := x.keepRanges(rbuf); len(rs) > 0 {
+				id := int32(len(st.nodes))
+				n := node{die: e.offset(), body: -1}
+				if e.ab.children {
+					n.body = int32(len(st.bodies))
+					st.bodies = append(st.bodies, body{start: r.off})
+				}
+				st.nodes = append(st.nodes, n)
+				for _, rg := range rs {
+					st.funcs = append(st.funcs, span{rg[0], rg[1], id})
+				}
+				next.node = id
+			}
+		case tag == dwarf.TagInlinedSubroutine:
+			next.node = -1 // its calls are read with its function's body
+		}
+		if verr != nil {
+			return verr
+		}
+		if e.ab.children {
+			if skipChildren(tag, members) {
+				r.skipChildren(&e)
 				continue
 			}
 			stack = append(stack, next)
 		}
 	}
-	return nil
+	return r.err
 }
+
+// anonymousNamespace is gdb's name of a namespace without DW_AT_name.
+var anonymousNamespace = []byte("(anonymous namespace)")
 
 // skipChildren reports subtrees that hold no function or inlined call:
 // call sites, parameters and variables, and (outside languages with member
@@ -278,8 +371,9 @@ func qualify(scope, name string) string {
 	return scope + "::" + name
 }
 
-// chain returns the nodes at pc, innermost first, ending with the function.
-func (st *unitState) chain(pc uint64) []int32 {
+// chain returns the nodes at pc, innermost first, ending with the function;
+// an error when the function's body cannot be read.
+func (st *unitState) chain(pc uint64) ([]int32, error) {
 	var fn *span
 	i := sort.Search(len(st.funcs), func(i int) bool { return st.funcs[i].lo > pc }) - 1
 	for ; i >= 0 && st.funcsMax[i] > pc; i-- {
@@ -289,8 +383,13 @@ func (st *unitState) chain(pc uint64) []int32 {
 		}
 	}
 	if fn == nil {
-		return nil
+		return nil, nil
 	}
+	if err := st.expand(fn.node); err != nil {
+		return nil, err
+	}
+	st.rw.RLock()
+	defer st.rw.RUnlock()
 	out := []int32{fn.node}
 	// Descend; every step goes to a node created after its parent, so this
 	// ends within len(nodes) steps.
@@ -314,7 +413,7 @@ func (st *unitState) chain(pc uint64) []int32 {
 	for a, b := 0, len(out)-1; a < b; a, b = a+1, b-1 {
 		out[a], out[b] = out[b], out[a]
 	}
-	return out
+	return out, nil
 }
 
 // attrMIPSLinkageName is DW_AT_MIPS_linkage_name, what gcc emitted before

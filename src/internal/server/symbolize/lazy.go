@@ -51,7 +51,7 @@ func (ds *debugSections) whole() error {
 		}
 		str, _ := ds.str.all()
 		lineStr, _ := ds.lineStr.all()
-		ds.strS, ds.lineStrS = string(str), string(lineStr)
+		ds.strS, ds.lineStrS = sharedString(str), sharedString(lineStr) // read whole: kept, never written
 	})
 	return ds.err
 }

@@ -206,30 +206,10 @@ func charge(c *cursor, env *lineEnv, path string) string {
 	return path
 }
 
-// DWARF 5 entry formats (DW_LNCT_* content, DW_FORM_* form).
+// DWARF 5 entry formats: DW_LNCT_* content (the DW_FORM_* forms are in die.go).
 const (
 	lnctPath     = 1
 	lnctDirIndex = 2
-
-	formBlock2   = 0x03
-	formBlock4   = 0x04
-	formData2    = 0x05
-	formData4    = 0x06
-	formData8    = 0x07
-	formString   = 0x08
-	formBlock    = 0x09
-	formBlock1   = 0x0a
-	formData1    = 0x0b
-	formSdata    = 0x0d
-	formStrp     = 0x0e
-	formUdata    = 0x0f
-	formStrx     = 0x1a
-	formData16   = 0x1e
-	formLineStrp = 0x1f
-	formStrx1    = 0x25
-	formStrx2    = 0x26
-	formStrx3    = 0x27
-	formStrx4    = 0x28
 )
 
 type lnctForm struct{ content, form uint64 }

@@ -31,7 +31,7 @@ func (x *dwarfIndex) nodeName(u *unit, st *unitState, id int32) nameResult {
 	if ok {
 		return r
 	}
-	if n := &st.nodes[id]; cxxLangs[u.lang] {
+	if n := st.node(id); cxxLangs[u.lang] {
 		frame, _, linkage := x.cxxFrameName(n.die, n.inlined)
 		r = nameResult{function: frame, mangled: mangledIfDifferent(frame, linkage)}
 	} else {

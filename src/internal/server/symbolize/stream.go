@@ -261,50 +261,6 @@ func (s *stream) close() {
 	s.release()
 }
 
-// chunks calls fn with the section's bytes in order, a piece at a time,
-// with an inflater of its own: the stream's frontier does not move.
-func (s *stream) chunks(fn func([]byte) error) error {
-	s.mu.Lock()
-	mem, z, err := s.mem, s.z, s.err
-	s.mu.Unlock()
-	switch {
-	case err != nil:
-		return err
-	case mem != nil:
-		return fn(mem)
-	case z != nil:
-		z = newInflater(s.r, s.off, s.zlen, s.size)
-		z.sum = nil // the frontier checks it
-		for pos := 0; pos < s.size; pos = z.base + z.o {
-			z.slide(z.base + z.o)
-			if err := z.fill(min(s.size, pos+streamStep)); err != nil {
-				return inflateError(err, s.size)
-			}
-			if err := fn(z.bytesAt(pos, z.base+z.o-pos)); err != nil {
-				return err
-			}
-		}
-		return nil
-	case s.whole != nil:
-		b, err := s.all()
-		if err != nil {
-			return err
-		}
-		return fn(b)
-	}
-	buf := make([]byte, streamChunk)
-	for pos := 0; pos < s.size; pos += len(buf) {
-		buf = buf[:min(len(buf), s.size-pos)]
-		if err := readFull(s.r, buf, s.off+int64(pos)); err != nil {
-			return err
-		}
-		if err := fn(buf); err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
 // through returns how far the section was read forward (its size once read whole).
 func (s *stream) through() int {
 	s.mu.Lock()

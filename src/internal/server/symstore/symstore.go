@@ -198,14 +198,24 @@ func (s *Store) Lookup(ctx context.Context, buildID string) (*Symbols, error) {
 		}
 		return b
 	}
+	// The symbol file is opened while the unwind tables are read (two files, or the same
+	// one read twice: nothing shared).
+	var opened sync.WaitGroup
+	var crashed any // a panic of the open, raised again in the caller (the job's recover)
 	if c := best(func(c candidate) int { return b2i(c.hasDWARF)*2 + b2i(c.hasSymtab) }); c != nil {
-		f, err := symbolize.Open(c.path)
-		if err != nil {
-			s.log.Warn("symbol file unusable", "build_id", buildID, "path", c.path, "err", err)
-		} else {
-			sy.Sym = f
-		}
+		opened.Add(1)
+		go func() {
+			defer opened.Done()
+			defer func() { crashed = recover() }()
+			f, err := symbolize.Open(c.path)
+			if err != nil {
+				s.log.Warn("symbol file unusable", "build_id", buildID, "path", c.path, "err", err)
+			} else {
+				sy.Sym = f
+			}
+		}()
 	}
+	defer opened.Wait() // also when LoadTables panics: the job's recover must not race the open
 	if c := best(func(c candidate) int { return b2i(c.hasCFI) }); c != nil {
 		if ef, err := elf.Open(c.path); err == nil {
 			t, err := unwind.LoadTables(ef)
@@ -216,6 +226,10 @@ func (s *Store) Lookup(ctx context.Context, buildID string) (*Symbols, error) {
 				sy.Unwind = t
 			}
 		}
+	}
+	opened.Wait()
+	if crashed != nil {
+		panic(crashed)
 	}
 	if sy.Sym == nil && sy.Unwind == nil {
 		return nil, fmt.Errorf("%s: files found but none usable: %w", buildID, ErrNotFound)

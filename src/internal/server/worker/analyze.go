@@ -10,8 +10,10 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strings"
+	"sync"
 
 	"github.com/klauspost/compress/zstd"
 
@@ -169,7 +171,18 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 
 	mods := unwind.ModulesFromCore(proc, mem, core.Header.Class, core.Header.ByteOrder())
 	symsByModule := map[*unwind.Module]*symstore.Symbols{}
-	for _, m := range mods {
+	// The modules' symbol files are opened (and their unwind tables read) side by side.
+	type found struct {
+		sy  *symstore.Symbols
+		err error
+	}
+	lookups := make([]found, len(mods))
+	parallel(len(mods), func(i int) {
+		if m := mods[i]; m.Path != "[vdso]" && m.BuildID != "" {
+			lookups[i].sy, lookups[i].err = syms.Lookup(ctx, m.BuildID)
+		}
+	})
+	for i, m := range mods {
 		tm := Module{Path: m.Path, BuildID: m.BuildID, Start: fmt.Sprintf("%#x", m.Start), End: fmt.Sprintf("%#x", m.End)}
 		if m.Path == "[vdso]" {
 			// The vDSO is not a file on any disk: its symbols come from its image in the core.
@@ -178,7 +191,7 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 				tm.Symbols = true
 			}
 		} else if m.BuildID != "" {
-			if sy, err := syms.Lookup(ctx, m.BuildID); err == nil {
+			if sy, err := lookups[i].sy, lookups[i].err; err == nil {
 				symsByModule[m] = sy
 				m.Tables = sy.Unwind
 				tm.Symbols = sy.Sym != nil
@@ -303,8 +316,44 @@ func prefetchSymbols(walks []*unwind.Result, set *unwind.ModuleSet, syms map[*un
 			addrs[syms[m].Sym] = append(addrs[syms[m].Sym], lookup)
 		}
 	}
-	for f, a := range addrs {
-		f.Prefetch(a)
+	files := make([]*symbolize.File, 0, len(addrs))
+	for f := range addrs {
+		files = append(files, f)
+	}
+	parallel(len(files), func(i int) { files[i].Prefetch(addrs[files[i]]) })
+}
+
+// parallel runs fn(0) ... fn(n-1), as many side by side as there are CPUs, and returns when
+// all have; a panic in one is raised again in the caller (where the job's recover turns it
+// into an error).
+func parallel(n int, fn func(i int)) {
+	if n == 1 {
+		fn(0)
+		return
+	}
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var crashed any
+	slots := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		slots <- struct{}{}
+		go func(i int) {
+			defer wg.Done()
+			defer func() { <-slots }()
+			defer func() {
+				if r := recover(); r != nil {
+					mu.Lock()
+					crashed = r
+					mu.Unlock()
+				}
+			}()
+			fn(i)
+		}(i)
+	}
+	wg.Wait()
+	if crashed != nil {
+		panic(crashed)
 	}
 }
 
