@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -57,6 +58,7 @@ func run(args []string) int {
 	fs.IntVar(&wcfg.Limits.MaxThreads, "max-threads", worker.DefaultLimits.MaxThreads, "threads unwound per core")
 	fs.IntVar(&wcfg.Limits.MaxFrames, "max-frames", worker.DefaultLimits.MaxFrames, "frames unwound per core, all threads together")
 	verbose := fs.Bool("v", false, "debug logs")
+	debugListen := fs.String("debug-listen", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -108,6 +110,21 @@ func run(args []string) int {
 		SymbolsAdded: func(id string) { syms.Forget(id); w.Wake() },
 	}, log).Register(mux)
 	ui.NewAPI(st, log).Register(mux)
+
+	if *debugListen != "" {
+		dln, err := net.Listen("tcp", *debugListen)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "memfault-server: --debug-listen: %v\n", err)
+			return 1
+		}
+		dmux := http.NewServeMux()
+		dmux.HandleFunc("/debug/pprof/", pprof.Index)
+		dmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		dmux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		go http.Serve(dln, dmux)
+		log.Info("profiles served", "url", "http://"+dln.Addr().String()+"/debug/pprof/")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
