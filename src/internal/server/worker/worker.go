@@ -7,6 +7,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"runtime/debug"
@@ -67,43 +68,39 @@ func (w *Worker) Wake() {
 	}
 }
 
-// Run processes the queue until ctx ends.
+// Run processes the queue until ctx ends. Each of the cfg.Workers goroutines claims the oldest
+// pending core itself (one statement: claim and read), analyses it, and claims the next; an
+// idle one sleeps until Wake, or a tick for cores re-queued without a Wake. Wake holds one
+// token, so a Wake between an empty claim and the wait is not lost; a goroutine whose claim
+// succeeded passes the token on, so a burst of uploads wakes one idle goroutine after another
+// until one finds the queue empty (one empty claim per burst, not one per core).
 func (w *Worker) Run(ctx context.Context) {
 	if n, err := w.st.ResetRunning(ctx); err == nil && n > 0 {
 		w.log.Info("re-queued cores interrupted by a restart", "cores", n)
 	}
-	jobs := make(chan int64)
 	var wg sync.WaitGroup
 	for i := 0; i < w.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range jobs {
-				w.process(ctx, id)
-			}
+			w.loop(ctx)
 		}()
 	}
-	defer func() { close(jobs); wg.Wait() }()
+	wg.Wait()
+}
+
+func (w *Worker) loop(ctx context.Context) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
-	for {
-		ids, err := w.st.PendingCores(ctx, 64)
-		if err != nil && ctx.Err() == nil {
-			w.log.Error("queue", "err", err)
-		}
-		for _, id := range ids {
-			ok, err := w.st.ClaimCore(ctx, id)
-			if err != nil || !ok {
-				continue
-			}
-			select {
-			case jobs <- id:
-			case <-ctx.Done():
-				return
-			}
-		}
-		if len(ids) == 64 {
+	for ctx.Err() == nil {
+		c, err := w.st.ClaimNext(ctx)
+		if err == nil {
+			w.Wake()
+			w.process(ctx, c)
 			continue
+		}
+		if !errors.Is(err, store.ErrNotFound) && ctx.Err() == nil {
+			w.log.Error("queue", "err", err)
 		}
 		select {
 		case <-ctx.Done():
@@ -115,8 +112,9 @@ func (w *Worker) Run(ctx context.Context) {
 }
 
 // process analyses one claimed core; every failure ends up on the core, not in a crash.
-func (w *Worker) process(ctx context.Context, id int64) {
+func (w *Worker) process(ctx context.Context, c *store.Core) {
 	start := time.Now()
+	id := c.ID
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
 	defer cancel()
 	type outcome struct {
@@ -124,11 +122,6 @@ func (w *Worker) process(ctx context.Context, id int64) {
 		err error
 	}
 	done := make(chan outcome, 1)
-	c, err := w.st.GetCore(ctx, id)
-	if err != nil {
-		w.log.Error("load core", "core", id, "err", err)
-		return
-	}
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
