@@ -13,6 +13,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -262,6 +263,9 @@ func (s *Store) blobPath(hash string) string {
 	return filepath.Join(s.dir, "blobs", hash[:2], hash)
 }
 
+// copyBuffers spare each PutBlob a buffer of its own.
+var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 64<<10); return &b }}
+
 // PutBlob stores at most max bytes from r under their SHA-256 and returns the hash and size.
 // More than max bytes is ErrTooLarge and nothing is kept. Storing the same bytes twice keeps
 // one copy.
@@ -278,7 +282,9 @@ func (s *Store) PutBlob(r io.Reader, max int64) (string, int64, error) {
 		}
 	}()
 	h := sha256.New()
-	n, err := io.Copy(io.MultiWriter(tmp, h), io.LimitReader(r, max+1))
+	buf := copyBuffers.Get().(*[]byte)
+	defer copyBuffers.Put(buf)
+	n, err := io.CopyBuffer(io.MultiWriter(tmp, h), io.LimitReader(r, max+1), *buf)
 	if err != nil {
 		return "", 0, err
 	}
