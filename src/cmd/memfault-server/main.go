@@ -107,7 +107,7 @@ func run(args []string) int {
 	mux := http.NewServeMux()
 	ingest.New(cfg, st, ingest.Hooks{
 		CoreStored:   func(int64) { w.Wake() },
-		SymbolsAdded: func(id string) { syms.Forget(id); w.Wake() },
+		SymbolsAdded: func(id string) { syms.Forget(id); w.Requeued() },
 	}, log).Register(mux)
 	ui.NewAPI(st, log).Register(mux)
 
