@@ -122,6 +122,10 @@ func run(args []string) int {
 		dmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		dmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 		dmux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		// Blocking and lock contention are sampled too (/debug/pprof/block, /mutex): where
+		// requests wait matters as much as where they compute.
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(10)
 		go http.Serve(dln, dmux)
 		log.Info("profiles served", "url", "http://"+dln.Addr().String()+"/debug/pprof/")
 	}

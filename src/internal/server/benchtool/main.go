@@ -347,9 +347,31 @@ func selfCPU() time.Duration {
 }
 
 // uploadOne sends one core as a device does: prepare, PUT of the MAR zip, commit.
+// phases sums the time the clients spent in each request of the measured run.
+type phases struct {
+	mu                     sync.Mutex
+	on                     bool
+	n                      int
+	zip, prep, put, commit time.Duration
+}
+
+func (p *phases) add(zip, prep, put, commit time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on {
+		p.n++
+		p.zip, p.prep, p.put, p.commit = p.zip+zip, p.prep+prep, p.put+put, p.commit+commit
+	}
+}
+
+var clientPhases phases
+
 func uploadOne(c *http.Client, base, key string, core []byte) error {
+	t0 := time.Now()
 	z := marZip(uuid(), core, key)
+	t1 := time.Now()
 	out, err := post(c, base+"/api/v0/upload", key, map[string]any{"size": len(z)})
+	t2 := time.Now()
 	if err != nil {
 		return err
 	}
@@ -367,7 +389,9 @@ func uploadOne(c *http.Client, base, key string, core []byte) error {
 	if resp.StatusCode != http.StatusOK {
 		return fmt.Errorf("PUT: %s", resp.Status)
 	}
+	t3 := time.Now()
 	_, err = post(c, base+"/api/v0/upload/mar", key, map[string]any{"file": map[string]any{"token": data["token"]}})
+	clientPhases.add(t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), time.Since(t3))
 	return err
 }
 
@@ -516,6 +540,7 @@ func ingest(args []string) error {
 	}
 	var mu sync.Mutex
 	var commits []time.Time
+	clientPhases.on = true
 	cpu0 := selfCPU()
 	start := time.Now()
 	// Watch the analysed count: the server works in commit order, so the k-th core analysed
@@ -547,6 +572,9 @@ func ingest(args []string) error {
 		return err
 	}
 	sent := time.Since(start)
+	clientPhases.mu.Lock()
+	clientPhases.on = false
+	clientPhases.mu.Unlock()
 	<-watchDone
 	if len(seen) < *n {
 		return fmt.Errorf("only %d of %d cores analysed", len(seen), *n)
@@ -562,6 +590,11 @@ func ingest(args []string) error {
 	rate := float64(*n) / elapsed.Seconds()
 	fmt.Printf("ingest %d cores of %d bytes from %d clients (after %d warm-up cores): %.1f s (all committed after %.1f s), %.0f cores/s uploaded and analysed; commit->analysed p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
 		*n, len(core), *clients, *warmup, elapsed.Seconds(), sent.Seconds(), rate, ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), ms(lat[len(lat)-1]))
+	if p := &clientPhases; p.n > 0 {
+		avg := func(d time.Duration) float64 { return ms(d) / float64(p.n) }
+		fmt.Printf("per upload, mean over the clients: zip %.1f ms, prepare %.1f ms, PUT %.1f ms, commit %.1f ms\n",
+			avg(p.zip), avg(p.prep), avg(p.put), avg(p.commit))
+	}
 	fmt.Printf("client CPU: %.2f ms per core (zips, HTTP, status polls every %v)\n", ms(clientCPU)/float64(*n), *poll)
 	if *pid != 0 {
 		ps1, err := readProc(*pid)
