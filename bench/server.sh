@@ -5,9 +5,13 @@
 #      run (interleaved): the fixture cores (src/testdata/cores) and every corpus core
 #      (src/testdata/corpus/<case>/<arch>; x86_64 against gdb and eu-stack, aarch64/armhf
 #      against gdb-multiarch);
-#   2. ingest: N uncompressed threads cores (armhf fixture, ~61 KB) uploaded as MAR zips by 8
-#      concurrent clients on loopback; cores/s uploaded and analysed, p50/p99 commit->analysed,
-#      and the server's peak RSS.
+#   2. ingest: N (default 2000, after 16 warm-up cores) uncompressed threads-strategy cores
+#      uploaded as MAR zips by 8 concurrent clients on loopback, each doing prepare, PUT,
+#      commit like a device: cores/s uploaded and analysed, p50/p99/max commit->analysed (the
+#      issue visible), the server's CPU time per core and peak RSS, against a baseline in the
+#      same run (the same uploads to a sink server that only reads them). Two cores: the
+#      armhf fixture's (61,333 bytes, just under 64 KiB) and the aarch64 fixture's (82,911
+#      bytes, over it). INGEST_CORES=armhf (or aarch64) runs one.
 #
 # What is measured (see benchtool's doc comment):
 #   ours cold  AnalyzeCore with a new symbol store: the symbol directories are indexed (the
@@ -25,7 +29,8 @@
 # the ingest benchmark, ONLY=<regexp> keeps the cores whose label matches.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/.." && pwd)
-N=${N:-400}
+N=${N:-2000}
+INGEST_CORES=${INGEST_CORES:-armhf aarch64}
 REPEAT=${REPEAT:-10}
 DROP=${DROP:-1}
 INGEST=${INGEST:-1}
@@ -120,16 +125,28 @@ fi
 say ""
 
 [ "$INGEST" = 0 ] && { echo "results: $out"; exit 0; }
-# Ingest throughput, with the threads-strategy core of the armhf fixture (~61 KB).
+# Ingest throughput with the threads-strategy cores of the fixtures; a fresh server per core.
 (cd "$top/src" && go build -o "$work/devbench" ./internal/device/devbench)
-gunzip -c "$top/src/testdata/cores/armhf/core.gz" > "$work/core-armhf"
-"$work/devbench" -small "$work/threads-armhf" -in "$work/core-armhf"
-"$work/memfault-server" --listen 127.0.0.1:0 --data "$work/data" --project-key bench \
-	--symbols-dir "$top/src/testdata/cores/armhf" --symbols-dir /usr/arm-linux-gnueabihf/lib > "$work/server.out" 2> "$work/server.log" &
-spid=$!
-pids+=($spid)
-for _ in $(seq 200); do grep -q listening "$work/server.out" 2>/dev/null && break; sleep 0.05; done
-url=$(awk '/listening/ {print $4}' "$work/server.out")
-"$work/benchtool" ingest -url "$url" -key bench -core "$work/threads-armhf" -clients 8 -n "$N" | tee -a "$out"
-say "server peak RSS (VmHWM): $(awk '/^VmHWM/ {print $2, $3}' /proc/$spid/status)"
+for arch in $INGEST_CORES; do
+	case $arch in
+	armhf) libs=/usr/arm-linux-gnueabihf/lib ;;
+	aarch64) libs=/usr/aarch64-linux-gnu/lib ;;
+	*) echo "unknown INGEST_CORES entry $arch" >&2; exit 2 ;;
+	esac
+	gunzip -c "$top/src/testdata/cores/$arch/core.gz" > "$work/core-$arch"
+	"$work/devbench" -small "$work/threads-$arch" -in "$work/core-$arch"
+	rm -rf "$work/data"
+	"$work/memfault-server" --listen 127.0.0.1:0 --data "$work/data" --project-key bench \
+		--symbols-dir "$top/src/testdata/cores/$arch" --symbols-dir "$libs" > "$work/server.out" 2> "$work/server.log" &
+	spid=$!
+	pids+=($spid)
+	for _ in $(seq 200); do grep -q listening "$work/server.out" 2>/dev/null && break; sleep 0.05; done
+	url=$(awk '/listening/ {print $4}' "$work/server.out")
+	say ""
+	say "## ingest, $arch threads core, load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+	"$work/benchtool" ingest -url "$url" -key bench -core "$work/threads-$arch" -clients 8 -n "$N" -pid "$spid" | tee -a "$out"
+	say "load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+	kill "$spid"
+	wait "$spid" 2>/dev/null || true
+done
 echo "results: $out"

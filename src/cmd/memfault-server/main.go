@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"runtime"
@@ -64,6 +65,7 @@ func run(args []string) int {
 	ncfg := notify.Config{}
 	fs.DurationVar(&ncfg.RetryWaitMin, "webhook-retry-wait", time.Second, "first wait before retrying a failed webhook call (doubles, up to 30 s)")
 	verbose := fs.Bool("v", false, "debug logs")
+	debugListen := fs.String("debug-listen", "", "serve Go profiles (/debug/pprof/) on this address, e.g. 127.0.0.1:6060 (off by default)")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -132,7 +134,7 @@ func run(args []string) int {
 	mux := http.NewServeMux()
 	ingest.New(cfg, st, ingest.Hooks{
 		CoreStored:   func(int64) { w.Wake() },
-		SymbolsAdded: func(id string) { syms.Forget(id); w.Wake() },
+		SymbolsAdded: func(id string) { syms.Forget(id); w.Requeued() },
 	}, log).Register(mux)
 	ui.NewAPI(st, log).Register(mux)
 	pages, err := ui.NewPages(st, syms, log)
@@ -144,6 +146,25 @@ func run(args []string) int {
 	ncfg.PublicURL = cfg.PublicURL
 	n := notify.New(ncfg, st, log)
 	n.Register(mux)
+
+	if *debugListen != "" {
+		dln, err := net.Listen("tcp", *debugListen)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "memfault-server: --debug-listen: %v\n", err)
+			return 1
+		}
+		dmux := http.NewServeMux()
+		dmux.HandleFunc("/debug/pprof/", pprof.Index)
+		dmux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dmux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		dmux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		// Blocking and lock contention are sampled too (/debug/pprof/block, /mutex): where
+		// requests wait matters as much as where they compute.
+		runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+		runtime.SetMutexProfileFraction(10)
+		go http.Serve(dln, dmux)
+		log.Info("profiles served", "url", "http://"+dln.Addr().String()+"/debug/pprof/")
+	}
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -12,9 +12,21 @@
 //	    untimed run, i.e. a second core with the same modules. -drop-caches (root): the OS
 //	    page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every cold run
 //	    and every command run; without it, the files are in the page cache.
-//	benchtool ingest -url URL -key K -core FILE -clients 8 -n 400
-//	    upload the core (uncompressed, fresh uuid each time) as MAR zips from concurrent
-//	    clients; waits until all are analysed; prints cores/s and p50/p99 commit-to-analysed
+//	benchtool ingest -url URL -key K -core FILE [-clients 8] [-n 2000] [-warmup 16] [-pid PID]
+//	    upload the core (uncompressed, a fresh entry uuid each time) as MAR zips from concurrent
+//	    clients, each doing what a device does (prepare, PUT, commit) one core after another;
+//	    waits until all are analysed; prints cores/s uploaded and analysed, and p50/p99/max of
+//	    the time from a commit's answer to the core analysed (its issue visible in the API).
+//	    The warm-up cores go first and are not measured: the first core of a build-id loads
+//	    its symbols, a start-up cost. The analysed count comes from polling /api/v1/status
+//	    (every -poll); the server takes cores in commit order, so the k-th core analysed is
+//	    paired with the k-th commit (close to exact; a few workers run at once).
+//	    Before that (-baseline, default on) the same clients send the same zips through the
+//	    same three requests to a sink server in this process that only reads them: the HTTP
+//	    exchange of the same bytes on the same machine at the same moment, the ceiling any
+//	    server could reach here; "ratio" is ours over it. With -pid, the server's CPU time per
+//	    core (from /proc) and its peak RSS (VmHWM) are printed; the client's own CPU per core
+//	    always is. CPU per core is the figure that least depends on the machine's load.
 package main
 
 import (
@@ -28,6 +40,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -292,59 +305,244 @@ func doneCount(c *http.Client, base string) (int, error) {
 	return st.Cores["done"] + st.Cores["failed"], nil
 }
 
+// procStat is what /proc/<pid> says about the server: CPU time used and peak RSS.
+type procStat struct {
+	cpu   time.Duration
+	hwmKB int64
+}
+
+func readProc(pid int) (procStat, error) {
+	var ps procStat
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return ps, err
+	}
+	// Fields after the command name (which may hold spaces) start at state; utime and
+	// stime are fields 14 and 15 of the whole line, in clock ticks (100 per second on Linux).
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return ps, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	var ut, st int64
+	fmt.Sscan(f[11], &ut)
+	fmt.Sscan(f[12], &st)
+	ps.cpu = time.Duration(ut+st) * 10 * time.Millisecond
+	b, err = os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return ps, err
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmHWM:"); ok {
+			fmt.Sscan(strings.TrimSuffix(strings.TrimSpace(v), " kB"), &ps.hwmKB)
+		}
+	}
+	return ps, nil
+}
+
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// uploadOne sends one core as a device does: prepare, PUT of the MAR zip, commit.
+// phases sums the time the clients spent in each request of the measured run.
+type phases struct {
+	mu                     sync.Mutex
+	on                     bool
+	n                      int
+	zip, prep, put, commit time.Duration
+}
+
+func (p *phases) add(zip, prep, put, commit time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.on {
+		p.n++
+		p.zip, p.prep, p.put, p.commit = p.zip+zip, p.prep+prep, p.put+put, p.commit+commit
+	}
+}
+
+var clientPhases phases
+
+func uploadOne(c *http.Client, base, key string, core []byte) error {
+	t0 := time.Now()
+	z := marZip(uuid(), core, key)
+	t1 := time.Now()
+	out, err := post(c, base+"/api/v0/upload", key, map[string]any{"size": len(z)})
+	t2 := time.Now()
+	if err != nil {
+		return err
+	}
+	data, ok := out["data"].(map[string]any)
+	if !ok {
+		return fmt.Errorf("prepare: unexpected answer %v", out)
+	}
+	req, _ := http.NewRequest(http.MethodPut, data["upload_url"].(string), bytes.NewReader(z))
+	resp, err := c.Do(req)
+	if err != nil {
+		return err
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("PUT: %s", resp.Status)
+	}
+	t3 := time.Now()
+	_, err = post(c, base+"/api/v0/upload/mar", key, map[string]any{"file": map[string]any{"token": data["token"]}})
+	clientPhases.add(t1.Sub(t0), t2.Sub(t1), t3.Sub(t2), time.Since(t3))
+	return err
+}
+
+// sendAll uploads n cores from the given number of concurrent clients; each commit's time is
+// passed to committed.
+func sendAll(c *http.Client, base, key string, core []byte, clients, n int, committed func(time.Time)) error {
+	jobs := make(chan int)
+	errs := make(chan error, clients)
+	var wg sync.WaitGroup
+	for i := 0; i < clients; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range jobs {
+				if err := uploadOne(c, base, key, core); err != nil {
+					errs <- err
+					return
+				}
+				committed(time.Now())
+			}
+		}()
+	}
+	defer wg.Wait()
+	defer close(jobs)
+	for i := 0; i < n; i++ {
+		select {
+		case jobs <- i:
+		case err := <-errs:
+			return err
+		}
+	}
+	return nil
+}
+
+// sinkServer answers the three requests of the device protocol without doing anything else:
+// prepare gives an upload URL, PUT reads the body into io.Discard, commit answers 202. It is
+// the baseline: the HTTP exchange of the same bytes from the same clients on the same machine.
+func sinkServer() (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	base := "http://" + ln.Addr().String()
+	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v0/upload", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"upload_url": base + "/upload/" + uuid(), "token": uuid()}})
+	})
+	mux.HandleFunc("/upload/", func(w http.ResponseWriter, r *http.Request) { io.Copy(io.Discard, r.Body) })
+	mux.HandleFunc("/api/v0/upload/mar", func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusAccepted)
+		json.NewEncoder(w).Encode(map[string]any{"data": map[string]any{"entries": 1, "repeated": 0}})
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	return base, func() { srv.Close() }, nil
+}
+
 func ingest(args []string) error {
 	fs := flag.NewFlagSet("ingest", flag.ExitOnError)
 	base := fs.String("url", "", "server URL")
 	key := fs.String("key", "", "project key")
 	corePath := fs.String("core", "", "uncompressed core to send")
 	clients := fs.Int("clients", 8, "concurrent clients")
-	n := fs.Int("n", 400, "cores in all")
+	n := fs.Int("n", 2000, "cores measured")
+	warmup := fs.Int("warmup", 16, "cores sent and analysed before the measured run (symbol loading of the first core is start-up)")
+	pid := fs.Int("pid", 0, "server process: report its CPU time per core and its peak RSS")
+	baseline := fs.Bool("baseline", true, "first measure the same uploads against a sink server in this process")
+	poll := fs.Duration("poll", 10*time.Millisecond, "interval of the status polls that see cores analysed")
+	prof := fs.String("cpuprofile", "", "write a CPU profile of this client during the measured run")
 	fs.Parse(args)
 	core, err := os.ReadFile(*corePath)
 	if err != nil {
 		return err
 	}
 	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}}
+	// The baseline runs before and after the measured run; the ratio uses their mean.
+	var sinkRates []float64
+	runBaseline := func(when string) error {
+		if !*baseline {
+			return nil
+		}
+		sinkURL, stop, err := sinkServer()
+		if err != nil {
+			return err
+		}
+		defer stop()
+		sc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: *clients}}
+		cpu0 := selfCPU()
+		start := time.Now()
+		if err := sendAll(sc, sinkURL, *key, core, *clients, *n, func(time.Time) {}); err != nil {
+			return fmt.Errorf("baseline: %w", err)
+		}
+		el := time.Since(start)
+		cpu := selfCPU() - cpu0
+		rate := float64(*n) / el.Seconds()
+		sinkRates = append(sinkRates, rate)
+		fmt.Printf("baseline %s: %d uploads (prepare, PUT, commit) of the same MAR zips to a sink server in the client process: %.1f s, %.0f cores/s, %.2f ms CPU per core (client and sink)\n",
+			when, *n, el.Seconds(), rate, ms(cpu)/float64(*n))
+		return nil
+	}
+	if err := runBaseline("before"); err != nil {
+		return err
+	}
+	if *warmup > 0 {
+		before, err := doneCount(c, *base)
+		if err != nil {
+			return err
+		}
+		if err := sendAll(c, *base, *key, core, *clients, *warmup, func(time.Time) {}); err != nil {
+			return fmt.Errorf("warm-up: %w", err)
+		}
+		for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(10 * time.Millisecond) {
+			d, err := doneCount(c, *base)
+			if err != nil {
+				return err
+			}
+			if d-before >= *warmup {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("warm-up: only %d of %d cores analysed", d-before, *warmup)
+			}
+		}
+	}
 	before, err := doneCount(c, *base)
 	if err != nil {
 		return err
 	}
+	var ps0 procStat
+	if *pid != 0 {
+		if ps0, err = readProc(*pid); err != nil {
+			return err
+		}
+	}
+	if *prof != "" {
+		pf, err := os.Create(*prof)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(pf)
+		defer pprof.StopCPUProfile()
+	}
 	var mu sync.Mutex
 	var commits []time.Time
-	jobs := make(chan int)
-	errs := make(chan error, *clients)
+	clientPhases.on = true
+	cpu0 := selfCPU()
 	start := time.Now()
-	var wg sync.WaitGroup
-	for i := 0; i < *clients; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range jobs {
-				z := marZip(uuid(), core, *key)
-				out, err := post(c, *base+"/api/v0/upload", *key, map[string]any{"size": len(z)})
-				if err != nil {
-					errs <- err
-					return
-				}
-				data := out["data"].(map[string]any)
-				req, _ := http.NewRequest(http.MethodPut, data["upload_url"].(string), bytes.NewReader(z))
-				resp, err := c.Do(req)
-				if err != nil {
-					errs <- err
-					return
-				}
-				io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if _, err := post(c, *base+"/api/v0/upload/mar", *key, map[string]any{"file": map[string]any{"token": data["token"]}}); err != nil {
-					errs <- err
-					return
-				}
-				mu.Lock()
-				commits = append(commits, time.Now())
-				mu.Unlock()
-			}
-		}()
-	}
 	// Watch the analysed count: the server works in commit order, so the k-th core analysed
 	// is (close to) the k-th committed.
 	var seen []time.Time
@@ -354,40 +552,62 @@ func ingest(args []string) error {
 		for len(seen) < *n {
 			d, err := doneCount(c, *base)
 			if err == nil {
+				now := time.Now()
 				for len(seen) < d-before {
-					seen = append(seen, time.Now())
+					seen = append(seen, now)
 				}
 			}
 			if time.Since(start) > 10*time.Minute {
 				return
 			}
-			time.Sleep(2 * time.Millisecond)
+			time.Sleep(*poll)
 		}
 	}()
-	for i := 0; i < *n; i++ {
-		select {
-		case jobs <- i:
-		case err := <-errs:
-			return err
-		}
+	err = sendAll(c, *base, *key, core, *clients, *n, func(t time.Time) {
+		mu.Lock()
+		commits = append(commits, t)
+		mu.Unlock()
+	})
+	if err != nil {
+		return err
 	}
-	close(jobs)
-	wg.Wait()
+	sent := time.Since(start)
+	clientPhases.mu.Lock()
+	clientPhases.on = false
+	clientPhases.mu.Unlock()
 	<-watchDone
 	if len(seen) < *n {
 		return fmt.Errorf("only %d of %d cores analysed", len(seen), *n)
 	}
-	elapsed := seen[len(seen)-1].Sub(start)
+	elapsed := seen[*n-1].Sub(start)
+	clientCPU := selfCPU() - cpu0
 	sort.Slice(commits, func(i, j int) bool { return commits[i].Before(commits[j]) })
 	lat := make([]time.Duration, *n)
 	for i := range lat {
-		lat[i] = seen[i].Sub(commits[i])
-		if lat[i] < 0 {
-			lat[i] = 0
-		}
+		lat[i] = max(seen[i].Sub(commits[i]), 0)
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	fmt.Printf("ingest %d cores of %d bytes from %d clients: %.1f s, %.0f cores/s uploaded and analysed; commit->analysed p50 %.0f ms, p99 %.0f ms\n",
-		*n, len(core), *clients, elapsed.Seconds(), float64(*n)/elapsed.Seconds(), ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]))
+	rate := float64(*n) / elapsed.Seconds()
+	fmt.Printf("ingest %d cores of %d bytes from %d clients (after %d warm-up cores): %.1f s (all committed after %.1f s), %.0f cores/s uploaded and analysed; commit->analysed p50 %.0f ms, p99 %.0f ms, max %.0f ms\n",
+		*n, len(core), *clients, *warmup, elapsed.Seconds(), sent.Seconds(), rate, ms(lat[len(lat)/2]), ms(lat[len(lat)*99/100]), ms(lat[len(lat)-1]))
+	if p := &clientPhases; p.n > 0 {
+		avg := func(d time.Duration) float64 { return ms(d) / float64(p.n) }
+		fmt.Printf("per upload, mean over the clients: zip %.1f ms, prepare %.1f ms, PUT %.1f ms, commit %.1f ms\n",
+			avg(p.zip), avg(p.prep), avg(p.put), avg(p.commit))
+	}
+	fmt.Printf("client CPU: %.2f ms per core (zips, HTTP, status polls every %v)\n", ms(clientCPU)/float64(*n), *poll)
+	if *pid != 0 {
+		ps1, err := readProc(*pid)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("server CPU: %.2f ms per core; server peak RSS (VmHWM): %d kB\n", ms(ps1.cpu-ps0.cpu)/float64(*n), ps1.hwmKB)
+	}
+	if err := runBaseline("after"); err != nil {
+		return err
+	}
+	if len(sinkRates) == 2 {
+		fmt.Printf("ratio ingest/baseline: %.2f\n", rate/((sinkRates[0]+sinkRates[1])/2))
+	}
 	return nil
 }

@@ -3,6 +3,7 @@ package ingest
 import (
 	"archive/zip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -185,41 +186,42 @@ func (s *Server) commitMAR(w http.ResponseWriter, r *http.Request, body []byte) 
 		}
 		blobs[e.uuid] = hash
 	}
-	if fresh, err := s.store.MarkCommitted(r.Context(), u.Token); err != nil {
-		apiError(w, http.StatusInternalServerError, "%v", err)
-		return
-	} else if !fresh {
-		apiError(w, http.StatusConflict, "upload already committed")
-		return
-	}
-	stored, repeated := 0, 0
-	for _, e := range entries {
+	// The upload is marked committed and its entries stored in one transaction: a commit
+	// that fails part-way leaves the upload open for the device's retry.
+	batch := make([]store.NewEntry, len(entries))
+	for i, e := range entries {
 		m := &e.manifest
-		var core *store.CoreInput
+		batch[i].Entry = store.Entry{UUID: e.uuid, Type: m.Type, DeviceSerial: m.Device.DeviceSerial, Manifest: string(e.raw)}
 		if e.core != nil {
 			captured, err := time.Parse(time.RFC3339, m.CollectionTime.Timestamp)
 			if err != nil {
 				captured = time.Now()
 			}
-			core = &store.CoreInput{
+			batch[i].Core = &store.CoreInput{
 				Blob: blobs[e.uuid], Compression: e.compress,
 				DeviceSerial: m.Device.DeviceSerial, HardwareVersion: m.Device.HardwareVersion,
 				SoftwareType: m.Device.SoftwareType, SoftwareVersion: m.Device.SoftwareVersion,
 				Captured: captured,
 			}
 		}
-		fresh, id, err := s.store.AddEntry(r.Context(), store.Entry{UUID: e.uuid, Type: m.Type, DeviceSerial: m.Device.DeviceSerial, Manifest: string(e.raw)}, core)
-		if err != nil {
-			apiError(w, http.StatusInternalServerError, "%v", err)
-			return
-		}
-		if !fresh {
+	}
+	added, err := s.store.CommitEntries(r.Context(), u.Token, batch)
+	if errors.Is(err, store.ErrCommitted) {
+		apiError(w, http.StatusConflict, "upload already committed")
+		return
+	} else if err != nil {
+		apiError(w, http.StatusInternalServerError, "%v", err)
+		return
+	}
+	stored, repeated := 0, 0
+	for _, a := range added {
+		if !a.Fresh {
 			repeated++
 			continue
 		}
 		stored++
-		if id != 0 {
-			s.hooks.CoreStored(id)
+		if a.CoreID != 0 {
+			s.hooks.CoreStored(a.CoreID)
 		}
 	}
 	s.log.Info("MAR committed", "entries", stored, "repeated", repeated)

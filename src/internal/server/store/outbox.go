@@ -129,7 +129,7 @@ func (s *Store) FanOut(ctx context.Context, urls []string, body func(IssueEvent,
 	if n, err := s.EventsWaiting(ctx); err != nil || n == 0 {
 		return 0, err
 	}
-	tx, err := s.DB.BeginTx(ctx, nil)
+	tx, err := s.begin(ctx)
 	if err != nil {
 		return 0, err
 	}
@@ -252,7 +252,7 @@ func (s *Store) Deliveries(ctx context.Context) ([]Delivery, error) {
 
 // DeliveryDone records that a receiver accepted a delivery.
 func (s *Store) DeliveryDone(ctx context.Context, id int64, attempts int) error {
-	_, err := s.DB.ExecContext(ctx, `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + ?, last_error = '',
+	_, err := s.exec(ctx, `UPDATE webhook_deliveries SET status = 'delivered', attempts = attempts + ?, last_error = '',
 		delivered = ? WHERE id = ?`, attempts, time.Now().Unix(), id)
 	return err
 }
@@ -264,7 +264,7 @@ func (s *Store) DeliveryFailed(ctx context.Context, id int64, attempts int, msg 
 	if giveUp {
 		status = "failed"
 	}
-	_, err := s.DB.ExecContext(ctx, `UPDATE webhook_deliveries SET status = ?, attempts = attempts + ?, last_error = ?, next_attempt = ?
+	_, err := s.exec(ctx, `UPDATE webhook_deliveries SET status = ?, attempts = attempts + ?, last_error = ?, next_attempt = ?
 		WHERE id = ?`, status, attempts, msg, next.UnixMilli(), id)
 	return err
 }

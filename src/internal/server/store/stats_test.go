@@ -93,7 +93,7 @@ func TestIssueFigures(t *testing.T) {
 			finish(cores[rng.Intn(len(cores))]) // analysed again: stays or moves
 		default:
 			i := rng.Intn(len(cores))
-			_, err := s.DB.Exec(`DELETE FROM cores WHERE id = ?`, cores[i])
+			_, err := s.exec(ctx, `DELETE FROM cores WHERE id = ?`, cores[i])
 			require.NoError(t, err)
 			cores = append(cores[:i], cores[i+1:]...)
 		}

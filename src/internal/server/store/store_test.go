@@ -108,3 +108,111 @@ func TestEntriesCoresIssues(t *testing.T) {
 	require.Equal(t, 1, is.Occurrences)
 	require.False(t, is.SymbolsMissing)
 }
+
+func TestCommitEntriesAndClaim(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	defer s.Close()
+	core := &CoreInput{Blob: strings.Repeat("c", 64), Compression: "none", DeviceSerial: "d", Captured: time.Now()}
+	_, err = s.ClaimNext(ctx)
+	require.ErrorIs(t, err, ErrNotFound, "nothing pending")
+
+	require.NoError(t, s.CreateUpload(ctx, "t1", "mar", 10))
+	added, err := s.CommitEntries(ctx, "t1", []NewEntry{
+		{Entry: Entry{UUID: "u1", Type: "elf-coredump", DeviceSerial: "d", Manifest: "{}"}, Core: core},
+		{Entry: Entry{UUID: "u2", Type: "other", DeviceSerial: "d", Manifest: "{}"}},
+		{Entry: Entry{UUID: "u3", Type: "elf-coredump", DeviceSerial: "d", Manifest: "{}"}, Core: core},
+	})
+	require.NoError(t, err)
+	require.Len(t, added, 3)
+	require.True(t, added[0].Fresh && added[1].Fresh && added[2].Fresh)
+	require.NotZero(t, added[0].CoreID)
+	require.Zero(t, added[1].CoreID, "an entry without a core")
+	u, err := s.GetUpload(ctx, "t1")
+	require.NoError(t, err)
+	require.True(t, u.Committed)
+
+	_, err = s.CommitEntries(ctx, "t1", nil)
+	require.ErrorIs(t, err, ErrCommitted)
+	_, err = s.CommitEntries(ctx, "unknown", nil)
+	require.ErrorIs(t, err, ErrCommitted, "an unknown token commits nothing")
+
+	// A second upload repeating u1 stores only u4.
+	require.NoError(t, s.CreateUpload(ctx, "t2", "mar", 10))
+	added, err = s.CommitEntries(ctx, "t2", []NewEntry{
+		{Entry: Entry{UUID: "u1", Type: "elf-coredump", DeviceSerial: "d", Manifest: "{}"}, Core: core},
+		{Entry: Entry{UUID: "u4", Type: "elf-coredump", DeviceSerial: "d", Manifest: "{}"}, Core: core},
+	})
+	require.NoError(t, err)
+	require.False(t, added[0].Fresh)
+	require.Zero(t, added[0].CoreID)
+	require.True(t, added[1].Fresh)
+
+	// Cores are claimed oldest first, each once.
+	var claimed []string
+	for {
+		c, err := s.ClaimNext(ctx)
+		if err != nil {
+			require.ErrorIs(t, err, ErrNotFound)
+			break
+		}
+		require.Equal(t, "running", c.Status)
+		require.Equal(t, core.Blob, c.Blob)
+		claimed = append(claimed, c.EntryUUID)
+	}
+	require.Equal(t, []string{"u1", "u3", "u4"}, claimed)
+	n, err := s.ResetRunning(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 3, n)
+}
+
+func TestIssueSymbolsMissing(t *testing.T) {
+	ctx := context.Background()
+	s, err := Open(t.TempDir())
+	require.NoError(t, err)
+	defer s.Close()
+	var ids []int64
+	for _, u := range []string{"a", "b", "c"} {
+		_, id, err := s.AddEntry(ctx, Entry{UUID: u, Type: "elf-coredump", DeviceSerial: "d", Manifest: "{}"},
+			&CoreInput{Blob: strings.Repeat("c", 64), Compression: "none", DeviceSerial: "d", Captured: time.Now()})
+		require.NoError(t, err)
+		ids = append(ids, id)
+	}
+	res := func(fp string, missing ...string) Result {
+		return Result{Fingerprint: fp, Title: fp, Signal: "SIGSEGV", FingerprintFrames: "[]", Trace: "{}", MissingBuildIDs: missing}
+	}
+	lacks := func(issue int64) bool {
+		is, err := s.GetIssue(ctx, issue)
+		require.NoError(t, err)
+		return is.SymbolsMissing
+	}
+	iss, _, err := s.FinishCore(ctx, ids[0], res("fp"))
+	require.NoError(t, err)
+	require.False(t, lacks(iss))
+	_, _, err = s.FinishCore(ctx, ids[1], res("fp", "b1"))
+	require.NoError(t, err)
+	require.True(t, lacks(iss), "one core lacks symbols")
+	_, _, err = s.FinishCore(ctx, ids[2], res("fp", "b1", "b2"))
+	require.NoError(t, err)
+	// Reprocessed with the symbols, in the same issue: the other core still lacks them.
+	_, _, err = s.FinishCore(ctx, ids[1], res("fp"))
+	require.NoError(t, err)
+	require.True(t, lacks(iss))
+	_, _, err = s.FinishCore(ctx, ids[2], res("fp"))
+	require.NoError(t, err)
+	require.False(t, lacks(iss), "no core lacks symbols any more")
+
+	// Every core moves to a new issue: the old one goes, the new one has them all.
+	var moved int64
+	for _, id := range ids {
+		moved, _, err = s.FinishCore(ctx, id, res("fp2", "b3"))
+		require.NoError(t, err)
+	}
+	_, err = s.GetIssue(ctx, iss)
+	require.ErrorIs(t, err, ErrNotFound)
+	is, err := s.GetIssue(ctx, moved)
+	require.NoError(t, err)
+	require.Equal(t, 3, is.Occurrences)
+	require.True(t, is.SymbolsMissing)
+}

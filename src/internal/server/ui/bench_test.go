@@ -21,7 +21,7 @@ func seed(b *testing.B, issues, cores int) *store.Store {
 	b.Cleanup(func() { st.Close() })
 	tr := trace(crash{serial: "d", version: "1", fn: "f", file: "f.c", line: 1})
 	ctx := context.Background()
-	tx, err := st.DB.BeginTx(ctx, nil)
+	tx, err := st.Writer().BeginTx(ctx, nil)
 	require.NoError(b, err)
 	n := 0
 	for i := 1; i <= issues; i++ {

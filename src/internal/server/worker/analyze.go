@@ -33,9 +33,16 @@ type Analysis struct {
 	Title       string
 }
 
-// openCore gives the uncompressed core as a file: the blob itself when stored uncompressed,
-// else a temporary file decompressed with at most max bytes (a decompression bomb is an error).
-func openCore(st *store.Store, c *store.Core, max int64) (*os.File, int64, func(), error) {
+// inMemoryCore is the largest uncompressed core analysed from memory. The unwinder reads a
+// core a few words at a time, hundreds of reads per thread; from a file each is a pread
+// system call, from memory a copy. Larger cores are read from their file (their blob, or a
+// temporary file holding the decompressed bytes), so a job's memory stays bounded.
+var inMemoryCore int64 = 8 << 20 // a variable for the tests
+
+// openCore gives the uncompressed core: its bytes in memory when it is at most inMemoryCore,
+// else a file (the blob itself when stored uncompressed, or a temporary file decompressed
+// with at most max bytes). A decompression bomb is an error.
+func openCore(st *store.Store, c *store.Core, max int64) (io.ReaderAt, int64, func(), error) {
 	blob, err := st.OpenBlob(c.Blob)
 	if err != nil {
 		return nil, 0, nil, err
@@ -50,7 +57,15 @@ func openCore(st *store.Store, c *store.Core, max int64) (*os.File, int64, func(
 			blob.Close()
 			return nil, 0, nil, fmt.Errorf("core of %d bytes is over the limit of %d", info.Size(), max)
 		}
-		return blob, info.Size(), func() { blob.Close() }, nil
+		if info.Size() > inMemoryCore {
+			return blob, info.Size(), func() { blob.Close() }, nil
+		}
+		defer blob.Close()
+		b := make([]byte, info.Size())
+		if _, err := io.ReadFull(blob, b); err != nil {
+			return nil, 0, nil, fmt.Errorf("read core: %w", err)
+		}
+		return bytes.NewReader(b), int64(len(b)), func() {}, nil
 	}
 	defer blob.Close()
 	var r io.Reader
@@ -71,12 +86,22 @@ func openCore(st *store.Store, c *store.Core, max int64) (*os.File, int64, func(
 	default:
 		return nil, 0, nil, fmt.Errorf("unknown compression %q", c.Compression)
 	}
+	r = io.LimitReader(r, max+1)
+	// Up to inMemoryCore bytes stay in memory; a core that turns out larger goes on to a file.
+	var head bytes.Buffer
+	n, err := head.ReadFrom(io.LimitReader(r, min(max, inMemoryCore)+1))
+	if err != nil {
+		return nil, 0, nil, fmt.Errorf("decompress (%s) after %d bytes: %w", c.Compression, n, err)
+	}
+	if n <= min(max, inMemoryCore) {
+		return bytes.NewReader(head.Bytes()), n, func() {}, nil
+	}
 	tmp, err := os.CreateTemp(st.TempDir(), "core-")
 	if err != nil {
 		return nil, 0, nil, err
 	}
 	cleanup := func() { tmp.Close(); os.Remove(tmp.Name()) }
-	n, err := io.Copy(tmp, io.LimitReader(r, max+1))
+	n, err = io.Copy(tmp, io.MultiReader(&head, r))
 	if err != nil {
 		cleanup()
 		return nil, 0, nil, fmt.Errorf("decompress (%s) after %d bytes: %w", c.Compression, n, err)

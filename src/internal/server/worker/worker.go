@@ -7,11 +7,13 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"path/filepath"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"meta-memfault-go/internal/server/group"
@@ -42,6 +44,8 @@ type Worker struct {
 	group *group.Grouper
 	log   *slog.Logger
 	wake  chan struct{}
+	hint  atomic.Int64 // cores announced by Wake and not yet claimed
+	drain atomic.Bool  // Requeued: claim until the queue is empty
 	// Done is called after each successful job (notifications hook in here).
 	Done func(Event)
 }
@@ -57,67 +61,100 @@ func New(cfg Config, st *store.Store, syms *symstore.Store, g *group.Grouper, lo
 	if cfg.MaxCoreSize <= 0 {
 		cfg.MaxCoreSize = 1 << 30
 	}
-	return &Worker{cfg: cfg, st: st, syms: syms, group: g, log: log, wake: make(chan struct{}, 1), Done: func(Event) {}}
+	return &Worker{cfg: cfg, st: st, syms: syms, group: g, log: log, wake: make(chan struct{}, cfg.Workers), Done: func(Event) {}}
 }
 
-// Wake tells the worker that cores are waiting.
+// Wake tells the worker that one core was stored.
 func (w *Worker) Wake() {
+	w.hint.Add(1)
+	w.signal()
+}
+
+// Requeued tells the worker that cores went back to the queue, how many it does not know
+// (symbols arrived for them): a goroutine claims until the queue is empty.
+func (w *Worker) Requeued() {
+	w.drain.Store(true)
+	w.signal()
+}
+
+func (w *Worker) signal() {
 	select {
 	case w.wake <- struct{}{}:
 	default:
 	}
 }
 
-// Run processes the queue until ctx ends.
+// Run processes the queue until ctx ends. Each of the cfg.Workers goroutines claims the oldest
+// pending core itself (one statement: claim and read) and analyses it. After a core it claims
+// again only while stored cores are announced (Wake counts them) or while draining (at start,
+// after Requeued, at each tick for cores re-queued otherwise): a claim that finds the queue
+// empty is a write statement, and one after every core would double the claims. An idle
+// goroutine sleeps until a token of the wake channel; it holds up to cfg.Workers tokens, so a
+// burst of uploads wakes as many goroutines as it needs, and a Wake between an empty claim
+// and the wait is not lost.
 func (w *Worker) Run(ctx context.Context) {
 	if n, err := w.st.ResetRunning(ctx); err == nil && n > 0 {
 		w.log.Info("re-queued cores interrupted by a restart", "cores", n)
 	}
-	jobs := make(chan int64)
 	var wg sync.WaitGroup
 	for i := 0; i < w.cfg.Workers; i++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for id := range jobs {
-				w.process(ctx, id)
-			}
+			w.loop(ctx)
 		}()
 	}
-	defer func() { close(jobs); wg.Wait() }()
+	wg.Wait()
+}
+
+func (w *Worker) loop(ctx context.Context) {
 	tick := time.NewTicker(5 * time.Second)
 	defer tick.Stop()
-	for {
-		ids, err := w.st.PendingCores(ctx, 64)
-		if err != nil && ctx.Err() == nil {
-			w.log.Error("queue", "err", err)
-		}
-		for _, id := range ids {
-			ok, err := w.st.ClaimCore(ctx, id)
-			if err != nil || !ok {
+	claim, drain := true, true // at start: cores stored before a restart
+	for ctx.Err() == nil {
+		if claim {
+			c, err := w.st.ClaimNext(ctx)
+			if err == nil {
+				w.takeHint()
+				w.process(ctx, c)
+				claim = drain || w.hint.Load() > 0
 				continue
 			}
-			select {
-			case jobs <- id:
-			case <-ctx.Done():
-				return
+			if errors.Is(err, store.ErrNotFound) {
+				// The announced cores went to other goroutines; a core stored since has
+				// its token in the channel.
+				w.hint.Store(0)
+				drain = false
+			} else if ctx.Err() == nil {
+				w.log.Error("queue", "err", err)
 			}
-		}
-		if len(ids) == 64 {
-			continue
 		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-w.wake:
+			claim = true
+			drain = drain || w.drain.Swap(false)
 		case <-tick.C:
+			claim, drain = true, true
+		}
+	}
+}
+
+// takeHint counts one announced core as claimed.
+func (w *Worker) takeHint() {
+	for {
+		v := w.hint.Load()
+		if v <= 0 || w.hint.CompareAndSwap(v, v-1) {
+			return
 		}
 	}
 }
 
 // process analyses one claimed core; every failure ends up on the core, not in a crash.
-func (w *Worker) process(ctx context.Context, id int64) {
+func (w *Worker) process(ctx context.Context, c *store.Core) {
 	start := time.Now()
+	id := c.ID
 	ctx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
 	defer cancel()
 	type outcome struct {
@@ -125,11 +162,6 @@ func (w *Worker) process(ctx context.Context, id int64) {
 		err error
 	}
 	done := make(chan outcome, 1)
-	c, err := w.st.GetCore(ctx, id)
-	if err != nil {
-		w.log.Error("load core", "core", id, "err", err)
-		return
-	}
 	go func() {
 		defer func() {
 			if r := recover(); r != nil {
