@@ -10,6 +10,8 @@
 #                                                         symbols is not a release
 #   MEMFAULT_URL                                          optional, for a memfault-server
 #   MEMFAULT_SOFTWARE_VERSION                             optional, default: the git tag
+#   KAS_WORK_DIR                                          default: ../kas-work (outside the layer:
+#                                                         poky inside it would be parsed as ours)
 # Needs kas and the host packages of the Yocto Project (docs.yoctoproject.org, "Required
 # Packages for the Build Host"), about 50 GB of disk and several hours the first time.
 set -euo pipefail
@@ -30,4 +32,6 @@ fi
 export MEMFAULT_SOFTWARE_VERSION
 echo "ci: building $kasfile, software version $MEMFAULT_SOFTWARE_VERSION"
 # MEMFAULT_SYMBOLS_STRICT: a release whose shipped programs would not symbolize fails here.
-kas build "$kasfile:kas/ci.yml"
+export KAS_WORK_DIR=${KAS_WORK_DIR:-$(cd .. && pwd)/kas-work}
+mkdir -p "$KAS_WORK_DIR"
+kas build "$PWD/$kasfile:$PWD/kas/ci.yml"

@@ -10,10 +10,8 @@ require memfault-cli-go-mods${MEMFAULT_GO_MODS_STYLE}.inc
 
 GO_INSTALL = "${GO_IMPORT}/cmd/memfault"
 
-# upload-yocto-symbols recombines split debug information with eu-unstrip.
-RDEPENDS:${PN} = "elfutils-binutils"
-RDEPENDS:${PN}:class-native = ""
-DEPENDS:append:class-native = " elfutils-native"
+# upload-yocto-symbols recombines split debug information with eu-unstrip (package elfutils).
+RDEPENDS:${PN} = "elfutils"
 
 do_install() {
     install -d ${D}${bindir}
