@@ -98,20 +98,7 @@ func (s *Store) ListIssues(ctx context.Context, f IssueFilter) ([]*Issue, error)
 		q += " LIMIT ? OFFSET ?"
 		args = append(args, f.Limit, max(f.Offset, 0))
 	}
-	rows, err := s.DB.QueryContext(ctx, q, args...)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Issue
-	for rows.Next() {
-		is, err := scanIssue(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, is)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.DB, scanIssue, q, args...)
 }
 
 // GetIssue returns one issue.
@@ -125,20 +112,7 @@ func (s *Store) GetIssue(ctx context.Context, id int64) (*Issue, error) {
 
 // IssueCores returns an issue's cores, newest first.
 func (s *Store) IssueCores(ctx context.Context, issueID int64, limit int) ([]*Core, error) {
-	rows, err := s.DB.QueryContext(ctx, `SELECT `+coreCols+` FROM cores WHERE issue_id = ? ORDER BY captured DESC, id DESC LIMIT ?`, issueID, limit)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Core
-	for rows.Next() {
-		c, err := scanCore(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
+	return queryAll(ctx, s.DB, scanCore, `SELECT `+coreCols+` FROM cores WHERE issue_id = ? ORDER BY captured DESC, id DESC LIMIT ?`, issueID, limit)
 }
 
 // CoreStatusCounts counts cores by status.

@@ -47,21 +47,8 @@ func (s *Store) SoftwareVersions(ctx context.Context, limit int) ([]string, erro
 // IssueOccurrences returns one page of an issue's cores, newest first, without their traces.
 func (s *Store) IssueOccurrences(ctx context.Context, issueID int64, limit, offset int) ([]*Core, error) {
 	cols := strings.Replace(coreCols, "trace", "''", 1)
-	rows, err := s.DB.QueryContext(ctx, `SELECT `+cols+` FROM cores WHERE issue_id = ?
+	return queryAll(ctx, s.DB, scanCore, `SELECT `+cols+` FROM cores WHERE issue_id = ?
 		ORDER BY captured DESC, id DESC LIMIT ? OFFSET ?`, issueID, limit, offset)
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	var out []*Core
-	for rows.Next() {
-		c, err := scanCore(rows)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	return out, rows.Err()
 }
 
 // Device is one device's share of an issue.

@@ -137,6 +137,24 @@ func (s *Store) Close() error {
 	return err
 }
 
+// queryAll runs a read query and returns every row, each decoded by scan.
+func queryAll[T any](ctx context.Context, db *sql.DB, scan func(interface{ Scan(...any) error }) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := db.QueryContext(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, v)
+	}
+	return out, rows.Err()
+}
+
 // exec runs a write outside a transaction on the writer connection.
 func (s *Store) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
 	s.writes.Add(1)

@@ -537,6 +537,21 @@ func (d *rawDIE) field(i int) dieVal {
 		x, _ := uleb(b, &q, du.end) // next checked it
 		return x
 	}
+	// indexOperand reads the operand of an indexed form (DW_FORM_addrx*, DW_FORM_strx*): a
+	// ULEB128, or 1 to 4 bytes by the form's number.
+	indexOperand := func(form uint32) uint64 {
+		switch form {
+		case formAddrx1, formStrx1:
+			return fixed(1)
+		case formAddrx2, formStrx2:
+			return fixed(2)
+		case formAddrx3, formStrx3:
+			return fixed(3)
+		case formAddrx4, formStrx4:
+			return fixed(4)
+		}
+		return ul()
+	}
 	bad := func(err error) dieVal {
 		return dieVal{form: form, err: fmt.Errorf("DIE at %#x, %v: %w", d.off, d.ab.attrs[i].attr, err)}
 	}
@@ -544,19 +559,7 @@ func (d *rawDIE) field(i int) dieVal {
 	case formAddr:
 		v.kind, v.u = valUint64, fixed(du.addrSize)
 	case formAddrx, formAddrx1, formAddrx2, formAddrx3, formAddrx4:
-		var idx uint64
-		switch form {
-		case formAddrx:
-			idx = ul()
-		case formAddrx1:
-			idx = fixed(1)
-		case formAddrx2:
-			idx = fixed(2)
-		case formAddrx3:
-			idx = fixed(3)
-		default:
-			idx = fixed(4)
-		}
+		idx := indexOperand(form)
 		a, err := du.debugAddr(idx)
 		if err != nil {
 			return bad(err)
@@ -640,19 +643,7 @@ func (d *rawDIE) field(i int) dieVal {
 		}
 		v.kind, v.b = valString, s
 	case formStrx, formStrx1, formStrx2, formStrx3, formStrx4:
-		var idx uint64
-		switch form {
-		case formStrx:
-			idx = ul()
-		case formStrx1:
-			idx = fixed(1)
-		case formStrx2:
-			idx = fixed(2)
-		case formStrx3:
-			idx = fixed(3)
-		default:
-			idx = fixed(4)
-		}
+		idx := indexOperand(form)
 		if len(du.strOffsets) == 0 {
 			return bad(errNoSection)
 		}
