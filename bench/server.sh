@@ -137,7 +137,7 @@ for arch in $INGEST_CORES; do
 	"$work/devbench" -small "$work/threads-$arch" -in "$work/core-$arch"
 	rm -rf "$work/data"
 	"$work/memfault-server" --listen 127.0.0.1:0 --data "$work/data" --project-key bench \
-		--symbols-dir "$top/src/testdata/cores/$arch" --symbols-dir "$libs" > "$work/server.out" 2> "$work/server.log" &
+		--symbols-dir "$top/src/testdata/cores/$arch" --symbols-dir "$libs" ${SERVER_ARGS:-} > "$work/server.out" 2> "$work/server.log" &
 	spid=$!
 	pids+=($spid)
 	for _ in $(seq 200); do grep -q listening "$work/server.out" 2>/dev/null && break; sleep 0.05; done

@@ -53,7 +53,7 @@ func run(args []string) int {
 	fs.Var(&symbolsDirs, "symbols-dir", "index ELF files under this directory by build-id (repeatable)")
 	wcfg := worker.Config{}
 	// Analysis waits on the database and the disk as much as it computes: twice the CPUs.
-	fs.IntVar(&wcfg.Workers, "workers", max(4, 2*runtime.NumCPU()), "cores analysed at once")
+	fs.IntVar(&wcfg.Workers, "workers", max(8, 2*runtime.NumCPU()), "cores analysed at once")
 	fs.DurationVar(&wcfg.JobTimeout, "job-timeout", 60*time.Second, "time budget of one core's analysis")
 	fs.Int64Var(&wcfg.MaxCoreSize, "max-core-size", 1<<30, "largest uncompressed core analysed, bytes")
 	fs.IntVar(&wcfg.Limits.MaxThreads, "max-threads", worker.DefaultLimits.MaxThreads, "threads unwound per core")
