@@ -14,11 +14,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode"
 
 	"github.com/hashicorp/go-retryablehttp"
 
 	"meta-memfault-go/internal/device/config"
+	"meta-memfault-go/internal/protocol"
 	"meta-memfault-go/internal/version"
 )
 
@@ -180,17 +180,7 @@ func excerpt(r io.Reader) string {
 	if cut {
 		b = b[:maxErrorExcerpt]
 	}
-	s := strings.Map(func(r rune) rune {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(string(b), ""))
-	s = strings.Join(strings.Fields(s), " ")
-	if cut {
-		s += " …"
-	}
-	return s
+	return protocol.PrintableLine(b, cut)
 }
 
 // do sends req with retries. A 2xx answer is returned open; anything else is an error (an

@@ -22,10 +22,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode"
 
 	"github.com/hashicorp/go-retryablehttp"
 
+	"meta-memfault-go/internal/protocol"
 	"meta-memfault-go/internal/symbols/debugpkg"
 	"meta-memfault-go/internal/version"
 )
@@ -209,17 +209,7 @@ func excerpt(r io.Reader) string {
 			b, cut = []byte(e.Error.Message), false
 		}
 	}
-	s := strings.Map(func(r rune) rune {
-		if r == unicode.ReplacementChar || !unicode.IsPrint(r) {
-			return ' '
-		}
-		return r
-	}, strings.ToValidUTF8(string(b), ""))
-	s = strings.Join(strings.Fields(s), " ")
-	if cut {
-		s += " …"
-	}
-	return s
+	return protocol.PrintableLine(b, cut)
 }
 
 func (c *Client) setAuth(req *retryablehttp.Request) {
