@@ -69,6 +69,7 @@ func run(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	worker.TuneGC()
 	level := slog.LevelInfo
 	if *verbose {
 		level = slog.LevelDebug

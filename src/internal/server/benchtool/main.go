@@ -11,7 +11,8 @@
 //	    parsed, no symbol file is open, no DWARF is in memory. warm: the same store after an
 //	    untimed run, i.e. a second core with the same modules. -drop-caches (root): the OS
 //	    page cache is dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every cold run
-//	    and every command run; without it, the files are in the page cache.
+//	    and every command run; without it, the files are in the page cache. Each run opens
+//	    the core as a server job does (worker.CoreFile: read into memory when small), timed.
 //	benchtool ingest -url URL -key K -core FILE [-clients 8] [-n 2000] [-warmup 16] [-pid PID]
 //	    upload the core (uncompressed, a fresh entry uuid each time) as MAR zips from concurrent
 //	    clients, each doing what a device does (prepare, PUT, commit) one core after another;
@@ -44,6 +45,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"runtime"
 	"runtime/pprof"
 	"sort"
 	"strings"
@@ -94,8 +96,10 @@ func analyze(args []string) error {
 	var dirs multi
 	fs.Var(&dirs, "symbols-dir", "symbol directory (repeatable)")
 	prof := fs.String("cpuprofile", "", "write a CPU profile of the cold runs")
+	memProf := fs.String("memprofile", "", "write a profile of the memory allocated by the cold runs")
 	verbose := fs.Bool("v", false, "print each cold run's wall and CPU time and page faults on stderr")
 	fs.Parse(args)
+	worker.TuneGC() // as the server runs
 	if *label == "" {
 		*label = *corePath
 	}
@@ -133,7 +137,18 @@ func analyze(args []string) error {
 	frames := 0
 	analyzeOnce := func(s *symstore.Store) (time.Duration, error) {
 		start := time.Now()
-		a, err := worker.AnalyzeCore(context.Background(), f, info.Size(), meta, s, g, worker.Limits{})
+		// The core is opened as a server job opens it (read into memory when small), in the
+		// timed part.
+		cf, err := os.Open(*corePath)
+		if err != nil {
+			return 0, err
+		}
+		r, size, done, err := worker.CoreFile(cf, info.Size())
+		if err != nil {
+			return 0, err
+		}
+		a, err := worker.AnalyzeCore(context.Background(), r, size, meta, s, g, worker.Limits{})
+		done()
 		d := time.Since(start)
 		if err != nil {
 			return 0, err
@@ -158,6 +173,9 @@ func analyze(args []string) error {
 			return 0, fmt.Errorf("%s: %w", cmd, err)
 		}
 		return d, nil
+	}
+	if *memProf != "" {
+		runtime.MemProfileRate = 4096 // before the cold runs: what they allocate, in detail
 	}
 	if *prof != "" {
 		pf, err := os.Create(*prof)
@@ -205,6 +223,17 @@ func analyze(args []string) error {
 	}
 	if *prof != "" {
 		pprof.StopCPUProfile()
+	}
+	if *memProf != "" {
+		mf, err := os.Create(*memProf)
+		if err != nil {
+			return err
+		}
+		err = pprof.Lookup("allocs").WriteTo(mf, 0)
+		mf.Close()
+		if err != nil {
+			return err
+		}
 	}
 	// One untimed run fills the store: warm is a core whose modules' symbols are parsed.
 	if _, err := analyzeOnce(syms); err != nil {

@@ -9,6 +9,7 @@ import (
 	"meta-memfault-go/internal/elfcore"
 	"os"
 	"slices"
+	"sync"
 )
 
 // ErrNoSymbol is returned by Lookup when neither DWARF nor a symbol table
@@ -139,19 +140,18 @@ func (f *File) Lookup(addr uint64) ([]Frame, error) {
 // and indexed now, in address order, which is (nearly always) their order
 // in the file, so that reading them goes forward through each section once
 // (a compressed section read backwards is inflated again from a checkpoint).
-// Three goroutines share the work: one reads .debug_info on to the units, one
-// builds each unit's lines and functions (and reads the functions around the
-// addresses) as soon as its unit is known, one reads the symbol table.
-// Errors are left to Lookup.
+// Goroutines share the work: one reads .debug_info on to the units,
+// prefetchBuilders build each unit's lines and functions (and read the
+// functions around the addresses) as soon as its unit is known, one reads the
+// symbol table. Errors are left to Lookup.
 func (f *File) Prefetch(addrs []uint64) {
 	if f.dw == nil || len(addrs) == 0 {
 		return
 	}
 	sorted := slices.Clone(addrs)
 	slices.Sort(sorted)
-	// Each unit's lines and functions are built by a second goroutine while this one reads
-	// .debug_info on to the next unit (both go forward through their sections).
-	// The functions around the addresses are read there too.
+	// Each unit's lines and functions are built by other goroutines while this one reads
+	// .debug_info on to the next unit (all go forward through their sections).
 	type work struct {
 		u   *unit
 		pcs []uint64
@@ -168,24 +168,35 @@ func (f *File) Prefetch(addrs []uint64) {
 			f.syms.table()
 		}
 	}()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		defer func() {
-			if r := recover(); r != nil {
-				crashed = r
-				for range units {
+	// prefetchBuilders goroutines build the units' states (a unit's line table and DIE walk go side by
+	// side in each): the units of one file are independent, and Rust's and Go's big ones are
+	// most of the work.
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range prefetchBuilders {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() {
+				if r := recover(); r != nil {
+					mu.Lock()
+					crashed = r
+					mu.Unlock()
+					for range units {
+					}
+				}
+			}()
+			for w := range units {
+				if st, err := f.dw.stateOf(w.u); err == nil {
+					for _, pc := range w.pcs {
+						st.chain(pc)
+					}
 				}
 			}
 		}()
-		for w := range units {
-			if st, err := f.dw.stateOf(w.u); err == nil {
-				for _, pc := range w.pcs {
-					st.chain(pc)
-				}
-			}
-		}
-	}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
 	var cur work
 	for i, a := range sorted {
 		if i > 0 && a == sorted[i-1] {
@@ -216,6 +227,9 @@ func (f *File) Prefetch(addrs []uint64) {
 		panic(crashed) // the caller's recover turns it into an error
 	}
 }
+
+// prefetchBuilders is how many goroutines of Prefetch build unit states.
+const prefetchBuilders = 2
 
 func (f *File) unitFrames(u *unit, st *unitState, addr uint64) ([]Frame, error) {
 	var file string

@@ -71,24 +71,30 @@ type nameResult struct{ function, mangled string }
 
 func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 	st := &unitState{decls: map[dwarf.Offset]*declInfo{}, names: map[int32]nameResult{}, x: x, lang: u.lang}
-	if u.stmtList >= 0 {
-		env, err := x.lineEnv(u)
-		if err != nil {
-			return nil, err
-		}
-		h, rows, err := readLineProgram(env, uint64(u.stmtList))
-		if err != nil {
-			return nil, err
-		}
-		primary := u.name
-		if primary != "" && primary[0] != '/' {
-			primary = joinPath(u.compDir, primary)
-		}
-		st.lines = foldLines(h, rows, primary, u.low)
+	// The line table and the DIEs are independent reads (of .debug_line and .debug_info):
+	// the line table is run on a goroutine of its own while this one walks the DIEs. Both
+	// are big in the units of Rust's std and Go's runtime.
+	var lines *lineTable
+	var lineErr error
+	var lineCrash any
+	linesDone := make(chan struct{})
+	go func() {
+		defer close(linesDone)
+		defer func() { lineCrash = recover() }()
+		lines, lineErr = x.unitLines(u)
+	}()
+	walkErr := x.walkUnit(u, st)
+	<-linesDone
+	if lineCrash != nil {
+		panic(lineCrash) // the caller's recover turns it into an error
 	}
-	if err := x.walkUnit(u, st); err != nil {
-		return nil, err
+	if lineErr != nil {
+		return nil, lineErr
 	}
+	if walkErr != nil {
+		return nil, walkErr
+	}
+	st.lines = lines
 	slices.SortStableFunc(st.funcs, bySpanLo)
 	st.funcsMax = make([]uint64, len(st.funcs))
 	var m uint64
@@ -97,6 +103,26 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 		st.funcsMax[i] = m
 	}
 	return st, nil
+}
+
+// unitLines runs the unit's line program and folds its rows (nil: the unit has none).
+func (x *dwarfIndex) unitLines(u *unit) (*lineTable, error) {
+	if u.stmtList < 0 {
+		return nil, nil
+	}
+	env, err := x.lineEnv(u)
+	if err != nil {
+		return nil, err
+	}
+	h, rows, err := readLineProgram(env, uint64(u.stmtList))
+	if err != nil {
+		return nil, err
+	}
+	primary := u.name
+	if primary != "" && primary[0] != '/' {
+		primary = joinPath(u.compDir, primary)
+	}
+	return foldLines(h, rows, primary, u.low), nil
 }
 
 // sortKids orders the inlined calls of nodes[from:] for chain.

@@ -370,9 +370,10 @@ const (
 
 // run executes the line program. Each row costs at least one opcode byte.
 func (h *lineHeader) run(c *cursor, env *lineEnv) ([]lineRow, error) {
-	// Most rows take one or two bytes: start near the final size (bounded
-	// by the program's length) rather than growing through every size.
-	rows := make([]lineRow, 0, c.left()/2+1)
+	// Rows take 3-7 bytes of program (glibc, Rust's std, Go's runtime): start
+	// at one per 3 bytes, near the final size, rather than growing through
+	// every size or zeroing the memory of one row per byte.
+	rows := make([]lineRow, 0, c.left()/3+16)
 	var (
 		addr    uint64
 		opIndex uint64

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -57,15 +58,7 @@ func openCore(st *store.Store, c *store.Core, max int64) (io.ReaderAt, int64, fu
 			blob.Close()
 			return nil, 0, nil, fmt.Errorf("core of %d bytes is over the limit of %d", info.Size(), max)
 		}
-		if info.Size() > inMemoryCore {
-			return blob, info.Size(), func() { blob.Close() }, nil
-		}
-		defer blob.Close()
-		b := make([]byte, info.Size())
-		if _, err := io.ReadFull(blob, b); err != nil {
-			return nil, 0, nil, fmt.Errorf("read core: %w", err)
-		}
-		return bytes.NewReader(b), int64(len(b)), func() {}, nil
+		return CoreFile(blob, info.Size())
 	}
 	defer blob.Close()
 	var r io.Reader
@@ -111,6 +104,36 @@ func openCore(st *store.Store, c *store.Core, max int64) (io.ReaderAt, int64, fu
 		return nil, 0, nil, fmt.Errorf("core decompresses to more than %d bytes", max)
 	}
 	return tmp, n, cleanup, nil
+}
+
+// GCPercent is the garbage collector's target the server runs analyses with, unless GOGC is
+// set: an analysis allocates 10-30 MB for a few MB that it keeps (symbol files' sections and
+// indexes), so with Go's default of 100 a cold core costs 3-5 collections, each marking the
+// whole live heap (the symbol index included). 200 cut the CPU time of a cold core by 15-25%
+// (bench/server.sh, interleaved runs); the price is a peak heap of about three times the live
+// one instead of two. GOMEMLIMIT still bounds the process.
+const GCPercent = 200
+
+// TuneGC applies GCPercent when the environment does not set GOGC.
+func TuneGC() {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(GCPercent)
+	}
+}
+
+// CoreFile gives AnalyzeCore an uncompressed core file of size bytes as the server's jobs
+// do: its bytes in memory when it is at most inMemoryCore (f is then closed), else f itself,
+// closed by done.
+func CoreFile(f *os.File, size int64) (r io.ReaderAt, n int64, done func(), err error) {
+	if size > inMemoryCore {
+		return f, size, func() { f.Close() }, nil
+	}
+	defer f.Close()
+	b := make([]byte, size)
+	if _, err := io.ReadFull(f, b); err != nil {
+		return nil, 0, nil, fmt.Errorf("read core: %w", err)
+	}
+	return bytes.NewReader(b), size, func() {}, nil
 }
 
 var signalNames = map[int]string{1: "SIGHUP", 2: "SIGINT", 3: "SIGQUIT", 4: "SIGILL", 5: "SIGTRAP", 6: "SIGABRT",
@@ -202,9 +225,20 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		err error
 	}
 	lookups := make([]found, len(mods))
+	// As soon as a module's symbol file is open, the DWARF around the threads' program
+	// counters in it starts being read, while the other files open and the threads unwind:
+	// with compressed DWARF (glibc's) that reading is most of a cold core's time, and the
+	// frames further down are mostly in the same units or further on in the same sections.
+	early := newBackground()
+	defer early.wait()
 	parallel(len(mods), func(i int) {
 		if m := mods[i]; m.Path != "[vdso]" && m.BuildID != "" {
 			lookups[i].sy, lookups[i].err = syms.Lookup(ctx, m.BuildID)
+			if sy := lookups[i].sy; lookups[i].err == nil && sy != nil && sy.Sym != nil {
+				if pcs := threadPCs(proc, lim.MaxThreads, m, core.Header.Machine); len(pcs) > 0 {
+					early.run(func() { sy.Sym.Prefetch(pcs) })
+				}
+			}
 		}
 	})
 	for i, m := range mods {
@@ -245,6 +279,7 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 		walks[ti] = &res
 	}
 	prefetchSymbols(walks, set, symsByModule, core.Header.Machine)
+	early.wait()
 
 	missing := map[string]bool{}
 	tails := newTailCalls(set, mods, symsByModule, core.Header.Machine)
@@ -346,6 +381,61 @@ func prefetchSymbols(walks []*unwind.Result, set *unwind.ModuleSet, syms map[*un
 		files = append(files, f)
 	}
 	parallel(len(files), func(i int) { files[i].Prefetch(addrs[files[i]]) })
+}
+
+// threadPCs returns the link-time addresses of the program counters of the first maxThreads
+// threads that fall in m.
+func threadPCs(proc *elfcore.Process, maxThreads int, m *unwind.Module, machine elf.Machine) []uint64 {
+	var pcs []uint64
+	for _, th := range proc.Threads[:min(len(proc.Threads), maxThreads)] {
+		if proc.Arch.PC >= len(th.Regs) {
+			continue
+		}
+		pc := th.Regs[proc.Arch.PC]
+		if machine == elf.EM_ARM {
+			pc &^= 1
+		}
+		if pc >= m.Start && pc < m.End && pc >= m.Bias {
+			pcs = append(pcs, pc-m.Bias)
+		}
+	}
+	return pcs
+}
+
+// background runs functions on goroutines of their own; wait returns when all have, and
+// raises again in the caller a panic of one of them (the job's recover makes it an error).
+type background struct {
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	crashed any
+}
+
+func newBackground() *background { return &background{} }
+
+func (b *background) run(fn func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		defer func() {
+			if r := recover(); r != nil {
+				b.mu.Lock()
+				b.crashed = r
+				b.mu.Unlock()
+			}
+		}()
+		fn()
+	}()
+}
+
+func (b *background) wait() {
+	b.wg.Wait()
+	b.mu.Lock()
+	crashed := b.crashed
+	b.crashed = nil
+	b.mu.Unlock()
+	if crashed != nil {
+		panic(crashed)
+	}
 }
 
 // parallel runs fn(0) ... fn(n-1), as many side by side as there are CPUs, and returns when
