@@ -40,6 +40,12 @@ type Analysis struct {
 // temporary file holding the decompressed bytes), so a job's memory stays bounded.
 var inMemoryCore int64 = 8 << 20 // a variable for the tests
 
+// inMemoryFileCore is the largest core stored uncompressed that is read into memory; a larger
+// one is read from its file, through elfcore.SegmentMemory's block cache (a few dozen reads
+// of 16 KiB), which costs less than faulting in a fresh buffer of the whole core: 5% of a
+// cold analysis of a 700 KB core (bench/server.sh, interleaved runs).
+var inMemoryFileCore int64 = 256 << 10
+
 // openCore gives the uncompressed core: its bytes in memory when it is at most inMemoryCore,
 // else a file (the blob itself when stored uncompressed, or a temporary file decompressed
 // with at most max bytes). A decompression bomb is an error.
@@ -122,10 +128,10 @@ func TuneGC() {
 }
 
 // CoreFile gives AnalyzeCore an uncompressed core file of size bytes as the server's jobs
-// do: its bytes in memory when it is at most inMemoryCore (f is then closed), else f itself,
-// closed by done.
+// do: its bytes in memory when it is at most inMemoryFileCore (and inMemoryCore; f is then
+// closed), else f itself, closed by done.
 func CoreFile(f *os.File, size int64) (r io.ReaderAt, n int64, done func(), err error) {
-	if size > inMemoryCore {
+	if size > min(inMemoryCore, inMemoryFileCore) {
 		return f, size, func() { f.Close() }, nil
 	}
 	defer f.Close()

@@ -30,23 +30,30 @@ func TestOpenCore(t *testing.T) {
 	zw.Close()
 	stored := map[string][]byte{"none": core, "gzip": gz.Bytes(), "zstd": zs.Bytes()}
 
-	defer func(v int64) { inMemoryCore = v }(inMemoryCore)
+	defer func(v, w int64) { inMemoryCore, inMemoryFileCore = v, w }(inMemoryCore, inMemoryFileCore)
 	for _, tc := range []struct {
 		name     string
 		inMemory int64
 		max      int64
 		file     bool // read from a file, not memory
 		tooLarge bool
+		fileCore int64 // inMemoryFileCore (default 1 MiB)
 	}{
 		{name: "memory", inMemory: 1 << 20, max: 1 << 20},
 		{name: "memory, exactly the limit", inMemory: 1 << 20, max: int64(len(core))},
 		{name: "file", inMemory: 1 << 10, max: 1 << 20, file: true},
 		{name: "over the limit, memory", inMemory: 1 << 20, max: int64(len(core)) - 1, tooLarge: true},
 		{name: "over the limit, file", inMemory: 1 << 10, max: int64(len(core)) - 1, tooLarge: true},
+		// Stored uncompressed and over inMemoryFileCore: its file; a compressed one in memory.
+		{name: "uncompressed over the file limit", inMemory: 1 << 20, max: 1 << 20, fileCore: 1 << 10},
 	} {
 		for comp, b := range stored {
 			t.Run(tc.name+"/"+comp, func(t *testing.T) {
-				inMemoryCore = tc.inMemory
+				inMemoryCore, inMemoryFileCore = tc.inMemory, tc.fileCore
+				if tc.fileCore == 0 {
+					inMemoryFileCore = 1 << 20
+				}
+				wantFile := tc.file || (tc.fileCore != 0 && comp == "none")
 				hash, _, err := st.PutBlob(bytes.NewReader(b), int64(len(b)))
 				require.NoError(t, err)
 				r, size, cleanup, err := openCore(st, &store.Core{Blob: hash, Compression: comp}, tc.max)
@@ -58,7 +65,7 @@ func TestOpenCore(t *testing.T) {
 				require.NoError(t, err)
 				defer cleanup()
 				_, isFile := r.(*os.File)
-				require.Equal(t, tc.file, isFile)
+				require.Equal(t, wantFile, isFile)
 				require.EqualValues(t, len(core), size)
 				got, err := io.ReadAll(io.NewSectionReader(r, 0, size))
 				require.NoError(t, err)
