@@ -21,7 +21,9 @@
 #   gdb, eu-stack  the whole process (start, loading the files, unwinding, printing), run
 #              through `sh -c 'exec ...'`.
 #   Every figure is the median of REPEAT runs; the runs of all columns are interleaved, so
-#   the ratios (gdb/cold, eu-stack/cold) come from the same moments of machine load.
+#   the ratios (gdb/cold, eu-stack/cold) come from the same moments of machine load, in an
+#   order that rotates every round (a run right after another process read the same files is
+#   slower: each column follows each other one as often).
 #   Each table is printed twice when run as root: with the files in the OS page cache, and
 #   with the page cache dropped (sync; echo 3 > /proc/sys/vm/drop_caches) before every cold
 #   run and every gdb/eu-stack run. Not root: the page-cache-kept table only.

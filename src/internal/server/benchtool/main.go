@@ -4,7 +4,8 @@
 //	benchtool analyze -core FILE -symbols-dir DIR... -n N [-drop-caches] [-label L]
 //	                  [-dir D -gdb 'CMD' -eu-stack 'CMD']
 //	    unwind+symbolize one uncompressed core: N cold runs and N warm runs, interleaved with
-//	    N runs of each given command (a whole process, run by sh in D); prints one line with
+//	    N runs of each given command (a whole process, run by sh in D; the order of the cold
+//	    run and the commands rotates from round to round); prints one line with
 //	    the median milliseconds of each and the ratios gdb/cold and eu-stack/cold.
 //	    cold: a new symbol store, the server's state for a build-id it has not seen since it
 //	    started: the symbol directories are indexed (a server does that at start), nothing is
@@ -185,9 +186,12 @@ func analyze(args []string) error {
 		pprof.StartCPUProfile(pf)
 		defer pprof.StopCPUProfile()
 	}
-	// Interleaved, so that the load of the machine falls alike on every column.
+	// Interleaved, so that the load of the machine falls alike on every column; the order of
+	// the three rotates from round to round, so that each follows each of the others as often:
+	// a run right after another process read the same files can be twice as slow (seen here
+	// with our cold run after eu-stack on the same core: 2-4 times the page faults).
 	var cold, warm, gdbT, euT []time.Duration
-	for i := 0; i < *n; i++ {
+	coldRun := func(i int) error {
 		if err := dropCaches(); err != nil {
 			return err
 		}
@@ -204,21 +208,30 @@ func analyze(args []string) error {
 				ms(time.Duration(ru1.Stime.Nano()-ru0.Stime.Nano())), ru1.Minflt-ru0.Minflt)
 		}
 		cold = append(cold, d)
-		for _, c := range []struct {
-			cmd string
-			out *[]time.Duration
-		}{{*gdbCmd, &gdbT}, {*euCmd, &euT}} {
-			if c.cmd == "" {
-				continue
+		return nil
+	}
+	cmdRun := func(cmd string, out *[]time.Duration) func(int) error {
+		return func(int) error {
+			if cmd == "" {
+				return nil
 			}
 			if err := dropCaches(); err != nil {
 				return err
 			}
-			d, err := runCmd(c.cmd)
+			d, err := runCmd(cmd)
 			if err != nil {
 				return err
 			}
-			*c.out = append(*c.out, d)
+			*out = append(*out, d)
+			return nil
+		}
+	}
+	round := []func(int) error{coldRun, cmdRun(*gdbCmd, &gdbT), cmdRun(*euCmd, &euT)}
+	for i := 0; i < *n; i++ {
+		for k := range round {
+			if err := round[(i+k)%len(round)](i); err != nil {
+				return err
+			}
 		}
 	}
 	if *prof != "" {
