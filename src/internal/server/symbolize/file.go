@@ -168,9 +168,9 @@ func (f *File) Prefetch(addrs []uint64) {
 			f.syms.table()
 		}
 	}()
-	// prefetchBuilders goroutines build the units' states (a unit's line table and DIE walk go side by
-	// side in each): the units of one file are independent, and Rust's and Go's big ones are
-	// most of the work.
+	// prefetchBuilders goroutines build the units' states (in each, a unit's line table and its
+	// DIE walk go side by side): the units of one file are independent, and Rust's and Go's
+	// big ones are most of the work.
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range prefetchBuilders {
@@ -197,6 +197,14 @@ func (f *File) Prefetch(addrs []uint64) {
 	}
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()
+	finished := false
+	defer func() {
+		if !finished { // a lookup below panicked: no goroutine of this call outlives it
+			close(units)
+			<-done
+			<-symsDone
+		}
+	}()
 	var cur work
 	for i, a := range sorted {
 		if i > 0 && a == sorted[i-1] {
@@ -220,6 +228,7 @@ func (f *File) Prefetch(addrs []uint64) {
 	close(units)
 	<-done
 	<-symsDone
+	finished = true
 	if crashed == nil {
 		crashed = symsCrashed
 	}

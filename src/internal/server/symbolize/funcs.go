@@ -83,8 +83,15 @@ func (x *dwarfIndex) buildUnit(u *unit) (*unitState, error) {
 		defer func() { lineCrash = recover() }()
 		lines, lineErr = x.unitLines(u)
 	}()
+	waited := false
+	defer func() {
+		if !waited {
+			<-linesDone // the walk panicked: the line goroutine does not outlive this call
+		}
+	}()
 	walkErr := x.walkUnit(u, st)
 	<-linesDone
+	waited = true
 	if lineCrash != nil {
 		panic(lineCrash) // the caller's recover turns it into an error
 	}
