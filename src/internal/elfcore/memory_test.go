@@ -2,6 +2,8 @@ package elfcore
 
 import (
 	"bytes"
+	"debug/elf"
+	"errors"
 	"io"
 	"math/rand"
 	"os"
@@ -107,4 +109,67 @@ func TestSegmentMemoryTruncated(t *testing.T) {
 			}
 		})
 	}
+}
+
+// sliceFile reads a byte slice the way a file does (io.EOF at its end) but is not a
+// *bytes.Reader: SegmentMemory reads it through its block cache.
+type sliceFile []byte
+
+func (s sliceFile) ReadAt(p []byte, off int64) (int, error) {
+	if off < 0 {
+		return 0, errors.New("negative offset")
+	}
+	if off >= int64(len(s)) {
+		return 0, io.EOF
+	}
+	n := copy(p, s[off:])
+	if n < len(p) {
+		return n, io.EOF
+	}
+	return n, nil
+}
+
+// FuzzSegmentMemory: for any core ReadCore accepts (cut short or not) and any read, the block
+// cache returns the bytes and the error a direct read returns, and never panics.
+func FuzzSegmentMemory(f *testing.F) {
+	// Seeds: small cores (the fuzzer crawls on whole ones) written from the fixtures: their
+	// headers and the first bytes of three of their segments.
+	for _, b := range fixtureCores(f) {
+		c, err := ReadCore(bytes.NewReader(b), DefaultLimits)
+		if err != nil {
+			f.Fatal(err)
+		}
+		l := &Layout{Header: c.Header}
+		for _, p := range c.Progs {
+			if p.Type == elf.PT_LOAD && p.Filesz > 0 && len(l.Segments) < 3 {
+				n := min(p.Filesz, 3*memBlockSize/2)
+				l.Segments = append(l.Segments, Segment{Vaddr: p.Vaddr, Filesz: n, Memsz: n, Flags: p.Flags})
+			}
+		}
+		var small bytes.Buffer
+		if _, err := l.Write(&small, NewSegmentMemory(bytes.NewReader(b), c.Progs)); err != nil {
+			f.Fatal(err)
+		}
+		s := l.Segments[0]
+		f.Add(small.Bytes(), s.Vaddr+s.Filesz-5, uint16(64), uint32(small.Len()))
+		f.Add(small.Bytes(), s.Vaddr, uint16(memBlockSize+3), uint32(small.Len()-100))
+	}
+	f.Fuzz(func(t *testing.T, b []byte, addr uint64, size uint16, cut uint32) {
+		c, err := ReadCore(bytes.NewReader(b), DefaultLimits)
+		if err != nil {
+			return
+		}
+		b = b[:min(len(b), int(cut))] // the file may end before its segments do
+		cached := NewSegmentMemory(sliceFile(b), c.Progs)
+		direct := NewSegmentMemory(bytes.NewReader(b), c.Progs)
+		for k := uint64(0); k < 3; k++ { // again, from the cache, and next to it
+			a := addr + k*uint64(size)/2
+			got, want := make([]byte, size), make([]byte, size)
+			gn, gerr := cached.ReadMemory(got, a)
+			wn, werr := direct.ReadMemory(want, a)
+			if gn != wn || !bytes.Equal(got[:gn], want[:wn]) || (gerr == nil) != (werr == nil) {
+				t.Fatalf("read of %d at %#x: cached %d %v, direct %d %v", size, a, gn, gerr, wn, werr)
+			}
+		}
+	})
 }

@@ -59,15 +59,63 @@ func Guard(t testing.TB) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	oldPattern, oldLimit = bytes.TrimRight(oldPattern, "\n"), bytes.TrimSpace(oldLimit)
+	watchdog, err := startWatchdog(lock, oldPattern, oldLimit)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		if err := os.WriteFile(PatternPath, bytes.TrimRight(oldPattern, "\n"), 0); err != nil {
+		if err := os.WriteFile(PatternPath, oldPattern, 0); err != nil {
 			t.Errorf("restore core_pattern: %v", err)
 		}
-		if err := os.WriteFile(PipeLimitPath, bytes.TrimSpace(oldLimit), 0); err != nil {
+		if err := os.WriteFile(PipeLimitPath, oldLimit, 0); err != nil {
 			t.Errorf("restore core_pipe_limit: %v", err)
 		}
+		watchdog.done()
 		lock.Close()
 	})
+}
+
+// A watchdog restores core_pattern and core_pipe_limit when the test process dies without
+// running its cleanups (go test's -timeout ends a test binary with a panic; a signal kills
+// it): a shell that reads a pipe from the test process, and restores the values when the pipe
+// ends without the word "done". It shares the test's lock (the same open file, inherited), so
+// no other test takes the machine's core_pattern before the watchdog has restored it.
+type watchdog struct {
+	w   *os.File
+	cmd *exec.Cmd
+}
+
+const watchdogScript = `read -r word
+if [ "$word" != done ]; then
+	printf '%s' "$OLD_PATTERN" > ` + PatternPath + `
+	printf '%s' "$OLD_LIMIT" > ` + PipeLimitPath + `
+fi`
+
+func startWatchdog(lock *os.File, oldPattern, oldLimit []byte) (*watchdog, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	cmd := exec.Command("/bin/sh", "-c", watchdogScript)
+	cmd.Stdin = r
+	cmd.ExtraFiles = []*os.File{lock} // fd 3: holds the flock as long as the watchdog lives
+	cmd.Env = append(os.Environ(), "OLD_PATTERN="+string(oldPattern), "OLD_LIMIT="+string(oldLimit))
+	// Its own process group: a ^C to the test's group does not end it before the test.
+	cmd.SysProcAttr = &unix.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("start core_pattern watchdog: %w", err)
+	}
+	return &watchdog{w: w, cmd: cmd}, nil
+}
+
+// done tells the watchdog the values were restored, and waits for it to exit.
+func (d *watchdog) done() {
+	fmt.Fprintln(d.w, "done")
+	d.w.Close()
+	d.cmd.Wait()
 }
 
 // Hook guards the test and sets core_pattern (and core_pipe_limit 4) for it.
