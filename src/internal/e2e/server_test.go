@@ -4,7 +4,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"compress/gzip"
 	"context"
@@ -33,46 +32,29 @@ import (
 	testdata "meta-memfault-go/internal/testutil/fixture"
 	"meta-memfault-go/internal/testutil/gdbbt"
 	"meta-memfault-go/internal/testutil/kerneltest"
+	"meta-memfault-go/internal/testutil/symtest"
 )
 
-const projectKey = "e2e-key"
+const projectKey = symtest.DeviceKey
 
-// server is a running memfault-server binary.
+// server is a running memfault-server binary (symtest's: project key symtest.DeviceKey,
+// symbols API credentials symtest.Org, Project and Token).
 type server struct {
+	*symtest.Server
 	url string
-	cmd *exec.Cmd
-	log *bytes.Buffer
 }
 
 func buildServer(t *testing.T) string {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "memfault-server")
-	out, err := exec.Command("go", "build", "-o", bin, "meta-memfault-go/cmd/memfault-server").CombinedOutput()
-	require.NoError(t, err, string(out))
+	bin, err := symtest.Build(t.TempDir(), "meta-memfault-go/cmd/memfault-server")
+	require.NoError(t, err)
 	return bin
 }
 
 func startServer(t *testing.T, bin string, args ...string) *server {
 	t.Helper()
-	s := &server{log: &bytes.Buffer{}}
-	s.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data", t.TempDir(), "--project-key", projectKey,
-		"--org", "acme", "--project", "widget", "--org-token", "tok"}, args...)...)
-	s.cmd.Stderr = s.log
-	stdout, err := s.cmd.StdoutPipe()
-	require.NoError(t, err)
-	require.NoError(t, s.cmd.Start())
-	t.Cleanup(func() {
-		s.cmd.Process.Signal(os.Interrupt)
-		s.cmd.Wait()
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.log)
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	require.NoError(t, err, s.log.String())
-	_, err = fmt.Sscanf(line, "memfault-server listening on %s", &s.url)
-	require.NoError(t, err, line)
-	return s
+	s := symtest.StartServer(t, bin, args...)
+	return &server{Server: s, url: s.URL}
 }
 
 func (s *server) get(t *testing.T, path string, v any) {
@@ -119,7 +101,7 @@ func (s *server) waitIssues(t *testing.T, cores int) []apiIssue {
 		}
 		s.get(t, "/api/v1/status", &st)
 		if st.Cores["done"]+st.Cores["failed"] >= cores && st.Cores["pending"]+st.Cores["running"] == 0 {
-			require.Zero(t, st.Cores["failed"], "failed analyses; server log:\n%s", s.log)
+			require.Zero(t, st.Cores["failed"], "failed analyses; server log:\n%s", s.Log())
 			var out struct{ Issues []apiIssue }
 			s.get(t, "/api/v1/issues", &out)
 			return out.Issues
@@ -364,8 +346,8 @@ func uploadSymbols(t *testing.T, s *server, body []byte) {
 	t.Helper()
 	post := func(path string, v any) map[string]any {
 		b, _ := json.Marshal(v)
-		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v0/organizations/acme/projects/widget/"+path, bytes.NewReader(b))
-		req.SetBasicAuth("", "tok")
+		req, _ := http.NewRequest(http.MethodPost, s.url+"/api/v0/organizations/"+symtest.Org+"/projects/"+symtest.Project+"/"+path, bytes.NewReader(b))
+		req.SetBasicAuth("", symtest.Token)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)

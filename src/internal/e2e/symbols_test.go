@@ -13,6 +13,7 @@ import (
 	"meta-memfault-go/internal/server/group"
 	"meta-memfault-go/internal/testutil/gdbbt"
 	"meta-memfault-go/internal/testutil/kerneltest"
+	"meta-memfault-go/internal/testutil/symtest"
 	"meta-memfault-go/internal/testutil/yoctoimage"
 )
 
@@ -37,9 +38,9 @@ func TestYoctoSymbolsToServer(t *testing.T) {
 	require.NoError(t, err, string(out))
 	cache := t.TempDir() // the image index cache, not the user's
 	upload := func() string {
-		cmd := exec.Command(cli, "--org", "acme", "--project", "widget", "--url", s.url,
+		cmd := exec.Command(cli, "--org", symtest.Org, "--project", symtest.Project, "--url", s.url,
 			"upload-yocto-symbols", "--image", img.Rootfs, "--dbg-image", img.Dbg)
-		cmd.Env = append(os.Environ(), "MEMFAULT_ORG_TOKEN=tok", "TMPDIR="+t.TempDir(), "MEMFAULT_CACHE_DIR="+cache)
+		cmd.Env = append(os.Environ(), "MEMFAULT_ORG_TOKEN="+symtest.Token, "TMPDIR="+t.TempDir(), "MEMFAULT_CACHE_DIR="+cache)
 		out, err := cmd.CombinedOutput()
 		require.NoError(t, err, string(out))
 		return string(out)

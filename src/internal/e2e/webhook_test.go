@@ -6,7 +6,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -181,8 +180,7 @@ func TestWebhooks(t *testing.T) {
 	}
 
 	// A restart on the same data sends nothing again.
-	require.NoError(t, s.cmd.Process.Signal(os.Interrupt))
-	s.cmd.Wait()
+	s.Stop()
 	s = startServer(t, bin, args...)
 	s.webhooksSettled(t)
 	crash(x86, "dev-after-restart", "1.0")

@@ -26,11 +26,12 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// The server's symbols API credentials.
+// The server's symbols API credentials, and the project key its devices send.
 const (
-	Org     = "acme"
-	Project = "widget"
-	Token   = "tok-Sup3r-Secret-4711" // distinctive: tests check it never shows up in output
+	Org       = "acme"
+	Project   = "widget"
+	Token     = "tok-Sup3r-Secret-4711" // distinctive: tests check it never shows up in output
+	DeviceKey = "device-key"
 )
 
 // Build builds a package of this module (e.g. "meta-memfault-go/cmd/memfault-server") into
@@ -46,9 +47,10 @@ func Build(dir, pkg string) (string, error) {
 
 // Server is a running memfault-server.
 type Server struct {
-	URL string
-	cmd *exec.Cmd
-	log *syncBuffer
+	URL  string
+	cmd  *exec.Cmd
+	log  *syncBuffer
+	stop sync.Once
 }
 
 type syncBuffer struct {
@@ -74,14 +76,13 @@ func StartServer(t *testing.T, bin string, args ...string) *Server {
 	t.Helper()
 	s := &Server{log: &syncBuffer{}}
 	s.cmd = exec.Command(bin, append([]string{"--listen", "127.0.0.1:0", "--data", t.TempDir(),
-		"--project-key", "device-key", "--org", Org, "--project", Project, "--org-token", Token}, args...)...)
+		"--project-key", DeviceKey, "--org", Org, "--project", Project, "--org-token", Token}, args...)...)
 	s.cmd.Stderr = s.log
 	stdout, err := s.cmd.StdoutPipe()
 	require.NoError(t, err)
 	require.NoError(t, s.cmd.Start())
 	t.Cleanup(func() {
-		s.cmd.Process.Signal(os.Interrupt)
-		s.cmd.Wait()
+		s.Stop()
 		if t.Failed() {
 			t.Logf("memfault-server log:\n%s", s.log)
 		}
@@ -91,6 +92,14 @@ func StartServer(t *testing.T, bin string, args ...string) *Server {
 	_, err = fmt.Sscanf(line, "memfault-server listening on %s", &s.URL)
 	require.NoError(t, err, line)
 	return s
+}
+
+// Stop interrupts the server and waits for it to exit (again: nothing).
+func (s *Server) Stop() {
+	s.stop.Do(func() {
+		s.cmd.Process.Signal(os.Interrupt)
+		s.cmd.Wait()
+	})
 }
 
 // Log is what the server logged so far.
