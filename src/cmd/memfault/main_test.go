@@ -130,17 +130,6 @@ func args(parts ...[]string) []string {
 	return out
 }
 
-// count is how many of reqs start with prefix and end with suffix.
-func count(reqs []string, prefix, suffix string) int {
-	n := 0
-	for _, r := range reqs {
-		if strings.HasPrefix(r, prefix) && strings.HasSuffix(r, suffix) {
-			n++
-		}
-	}
-	return n
-}
-
 type reportJSON struct {
 	Command         string `json:"command"`
 	DryRun          bool   `json:"dry_run"`
@@ -218,9 +207,9 @@ func TestUploadThenSecondRunSendsNothing(t *testing.T) {
 		require.True(t, srv.Present(t, []string{id})[id], "server lacks %s", id)
 	}
 	reqs := px.Requests()
-	require.Equal(t, 3, count(reqs, "PUT /upload/", ""), "%q", reqs)
-	require.Equal(t, 3, count(reqs, "POST /api/", "/upload"), "%q", reqs)
-	require.Equal(t, 3, count(reqs, "POST /api/", "/symbols"), "%q", reqs)
+	require.Equal(t, 3, symtest.CountRequests(reqs, "PUT /upload/", ""), "%q", reqs)
+	require.Equal(t, 3, symtest.CountRequests(reqs, "POST /api/", "/upload"), "%q", reqs)
+	require.Equal(t, 3, symtest.CountRequests(reqs, "POST /api/", "/symbols"), "%q", reqs)
 	// Progress off a terminal: one plain line per file.
 	require.Contains(t, r.stderr, "sending 3 files")
 	for _, p := range []string{"/usr/bin/prog-a", "/usr/bin/prog-b", "/usr/lib/libhello.so"} {
@@ -320,7 +309,7 @@ func TestWrongCredentials(t *testing.T) {
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "401 Unauthorized")
 	require.Contains(t, r.stderr, "refused the credentials")
-	require.Zero(t, count(px.Requests(), "PUT", ""))
+	require.Zero(t, symtest.CountRequests(px.Requests(), "PUT", ""))
 	require.Contains(t, readReport(t, rep).Error, "401")
 	require.Empty(t, srv.Present(t, withSymbols(elfs)))
 
@@ -332,7 +321,7 @@ func TestWrongCredentials(t *testing.T) {
 	require.Equal(t, 1, r.code)
 	require.Contains(t, r.stderr, "no project acme/nope here")
 	require.Contains(t, r.stderr, "check --org, --project and --url")
-	require.Equal(t, 1, count(px.Requests(), "POST", "/upload"), "uploads went on after the project was refused")
+	require.Equal(t, 1, symtest.CountRequests(px.Requests(), "POST", "/upload"), "uploads went on after the project was refused")
 	require.Contains(t, r.stdout, "not sent: 2 files")
 }
 

@@ -73,16 +73,6 @@ func client(t *testing.T, url string, mod func(*Config)) *Client {
 	return c
 }
 
-func count(reqs []string, prefix, suffix string) int {
-	n := 0
-	for _, r := range reqs {
-		if strings.HasPrefix(r, prefix) && strings.HasSuffix(r, suffix) {
-			n++
-		}
-	}
-	return n
-}
-
 // lastBar is the last drawn bar in out.
 func lastBar(out string) string {
 	draws := strings.Split(out, eraseLine)
@@ -123,7 +113,7 @@ func TestUploadAllRetriesAndSendsOnlyWhatIsMissing(t *testing.T) {
 	require.Empty(t, sum.Present)
 	require.Equal(t, total, sum.Bytes)
 	require.Equal(t, 3, px.Injected())
-	require.Equal(t, 6, count(px.Requests(), "PUT ", ""))
+	require.Equal(t, 6, symtest.CountRequests(px.Requests(), "PUT ", ""))
 	require.Regexp(t, `^\[=+\] 3/3 files  [0-9.]+ KiB/[0-9.]+ KiB$`, lastBar(out.String()))
 	require.Contains(t, lastBar(out.String()), fmt.Sprintf("%s/%s", HumanBytes(total), HumanBytes(total)))
 	require.True(t, strings.HasSuffix(out.String(), "\n"))
@@ -177,7 +167,7 @@ func TestFatalAnswerStopsTheRun(t *testing.T) {
 	require.Equal(t, http.StatusNotFound, he.StatusCode)
 	require.Len(t, sum.Failed, 1)
 	require.Len(t, sum.NotSent, 2)
-	require.Equal(t, 1, count(px.Requests(), "POST ", "/upload"))
+	require.Equal(t, 1, symtest.CountRequests(px.Requests(), "POST ", "/upload"))
 	require.False(t, sum.OK())
 
 	// A wrong token is refused at the present check: nothing is tried.

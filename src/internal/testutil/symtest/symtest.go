@@ -209,6 +209,18 @@ func (p *Proxy) Requests() []string {
 }
 
 // Injected is how many answers the proxy made up since the last SetFault.
+// CountRequests is how many of reqs (as Requests gives them: "METHOD path") start with prefix
+// and end with suffix.
+func CountRequests(reqs []string, prefix, suffix string) int {
+	n := 0
+	for _, r := range reqs {
+		if strings.HasPrefix(r, prefix) && strings.HasSuffix(r, suffix) {
+			n++
+		}
+	}
+	return n
+}
+
 func (p *Proxy) Injected() int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
