@@ -2,7 +2,7 @@
 // product):
 //
 //	benchtool analyze -core FILE -symbols-dir DIR... -n N [-drop-caches] [-label L]
-//	                  [-dir D -gdb 'CMD' -eu-stack 'CMD']
+//	                  [-dir D -gdb 'CMD' -eu-stack 'CMD'] [-v] [-cpuprofile F] [-memprofile F]
 //	    unwind+symbolize one uncompressed core: N cold runs and N warm runs, interleaved with
 //	    N runs of each given command (a whole process, run by sh in D; the order of the cold
 //	    run and the commands rotates from round to round); prints one line with
