@@ -178,14 +178,11 @@ func analyze(args []string) error {
 	if *memProf != "" {
 		runtime.MemProfileRate = 4096 // before the cold runs: what they allocate, in detail
 	}
-	if *prof != "" {
-		pf, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(pf)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	// Interleaved, so that the load of the machine falls alike on every column; the order of
 	// the three rotates from round to round, so that each follows each of the others as often:
 	// a run right after another process read the same files can be twice as slow (seen here
@@ -234,9 +231,7 @@ func analyze(args []string) error {
 			}
 		}
 	}
-	if *prof != "" {
-		pprof.StopCPUProfile()
-	}
+	stopProfile()
 	if *memProf != "" {
 		mf, err := os.Create(*memProf)
 		if err != nil {
@@ -278,6 +273,24 @@ func analyze(args []string) error {
 	fmt.Printf("%-26s %6d %9s %8s %9s %9s %9s %9s   %s, median of %d\n", *label, frames, col(cold), col(warm), col(gdbT), col(euT),
 		ratio(gdbT), ratio(euT), pc, *n)
 	return nil
+}
+
+// startCPUProfile writes a CPU profile to path (nothing when path is empty) until stop, which
+// may be called again.
+func startCPUProfile(path string) (stop func(), err error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	var once sync.Once
+	return func() { once.Do(func() { pprof.StopCPUProfile(); f.Close() }) }, nil
 }
 
 func median(ds []time.Duration) time.Duration {
@@ -572,14 +585,11 @@ func ingest(args []string) error {
 			return err
 		}
 	}
-	if *prof != "" {
-		pf, err := os.Create(*prof)
-		if err != nil {
-			return err
-		}
-		pprof.StartCPUProfile(pf)
-		defer pprof.StopCPUProfile()
+	stopProfile, err := startCPUProfile(*prof)
+	if err != nil {
+		return err
 	}
+	defer stopProfile()
 	var mu sync.Mutex
 	var commits []time.Time
 	clientPhases.on = true
