@@ -235,7 +235,7 @@ func AnalyzeCore(ctx context.Context, f io.ReaderAt, size int64, c *store.Core, 
 	// counters in it starts being read, while the other files open and the threads unwind:
 	// with compressed DWARF (glibc's) that reading is most of a cold core's time, and the
 	// frames further down are mostly in the same units or further on in the same sections.
-	early := newBackground()
+	early := &background{}
 	defer early.wait()
 	parallel(len(mods), func(i int) {
 		if m := mods[i]; m.Path != "[vdso]" && m.BuildID != "" {
@@ -416,8 +416,6 @@ type background struct {
 	crashed any
 }
 
-func newBackground() *background { return &background{} }
-
 func (b *background) run(fn func()) {
 	b.wg.Add(1)
 	go func() {
@@ -452,30 +450,16 @@ func parallel(n int, fn func(i int)) {
 		fn(0)
 		return
 	}
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var crashed any
+	b := &background{}
 	slots := make(chan struct{}, max(2, runtime.GOMAXPROCS(0)))
 	for i := 0; i < n; i++ {
-		wg.Add(1)
 		slots <- struct{}{}
-		go func(i int) {
-			defer wg.Done()
+		b.run(func() {
 			defer func() { <-slots }()
-			defer func() {
-				if r := recover(); r != nil {
-					mu.Lock()
-					crashed = r
-					mu.Unlock()
-				}
-			}()
 			fn(i)
-		}(i)
+		})
 	}
-	wg.Wait()
-	if crashed != nil {
-		panic(crashed)
-	}
+	b.wait()
 }
 
 // SignalFrameName names a signal trampoline frame, as gdb does.

@@ -10,7 +10,7 @@ import (
 // TestBackground: wait returns after every function ran, and a panic in one is raised again in
 // the caller of wait (where a job's recover turns it into an error), once.
 func TestBackground(t *testing.T) {
-	b := newBackground()
+	b := &background{}
 	var ran atomic.Int32
 	for i := 0; i < 5; i++ {
 		b.run(func() { ran.Add(1) })
