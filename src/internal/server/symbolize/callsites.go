@@ -101,13 +101,9 @@ func (x *dwarfIndex) walkCallSites(u *unit, us *unitSites) error {
 	if !du.abbrevs.callSites {
 		return nil // no DIE of the unit can be a call site (Go's, for one)
 	}
-	r := du.reader()
-	var e rawDIE
-	if !r.next(&e) {
+	r, e, ok := du.children()
+	if !ok {
 		return r.err
-	}
-	if e.ab == nil || !e.ab.children {
-		return nil
 	}
 	w := &siteWalk{us: us, targets: map[dwarf.Offset]CallSite{}, interned: map[string]string{}, complete: map[dwarf.Offset]bool{}}
 	stack := []siteLevel{{}}

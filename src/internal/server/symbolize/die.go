@@ -241,6 +241,30 @@ func (x *dwarfIndex) parsedTable(off uint64, b []byte) (*abbrevTable, error) {
 	return t, nil
 }
 
+// offsetEntry reads entry idx of an offsets table (.debug_str_offsets, .debug_rnglists) whose
+// entries for this unit start at base; false when it lies outside the table.
+func (du *dieUnit) offsetEntry(table []byte, base, idx uint64) (uint64, bool) {
+	size := uint64(du.offSize)
+	at := idx*size + base
+	if len(table) == 0 || idx > uint64(len(table)) || at+size > uint64(len(table)) || at+size < at {
+		return 0, false
+	}
+	if size == 8 {
+		return du.order.Uint64(table[at:]), true
+	}
+	return uint64(du.order.Uint32(table[at:])), true
+}
+
+// children reads the unit's root DIE and returns it with a reader positioned at its first
+// child; false when the root has none (r.err, when not nil, says why it could not be read).
+func (du *dieUnit) children() (r *dieReader, root rawDIE, ok bool) {
+	r = du.reader()
+	if !r.next(&root) || root.ab == nil || !root.ab.children {
+		return r, root, false
+	}
+	return r, root, true
+}
+
 func (du *dieUnit) reader() *dieReader { return &dieReader{u: du, off: du.first} }
 
 // dieReader reads the DIEs of one unit in order.
@@ -647,15 +671,9 @@ func (d *rawDIE) field(i int) dieVal {
 		if len(du.strOffsets) == 0 {
 			return bad(errNoSection)
 		}
-		at := idx*uint64(du.offSize) + du.strOffsetsBase
-		if idx > uint64(len(du.strOffsets)) || at+uint64(du.offSize) > uint64(len(du.strOffsets)) || at+uint64(du.offSize) < at {
+		off, ok := du.offsetEntry(du.strOffsets, du.strOffsetsBase, idx)
+		if !ok {
 			return bad(errors.New("string index out of range"))
-		}
-		var off uint64
-		if du.offSize == 8 {
-			off = du.order.Uint64(du.strOffsets[at:])
-		} else {
-			off = uint64(du.order.Uint32(du.strOffsets[at:]))
 		}
 		s, ok := cstring(du.str, off)
 		if !ok {
@@ -677,16 +695,9 @@ func (d *rawDIE) field(i int) dieVal {
 	case formLoclistx:
 		v.kind, v.u = valUint64, ul()
 	case formRnglistx:
-		idx := ul()
-		at := idx*uint64(du.offSize) + du.rngListsBase
-		if len(du.rngLists) == 0 || idx > uint64(len(du.rngLists)) || at+uint64(du.offSize) > uint64(len(du.rngLists)) || at+uint64(du.offSize) < at {
+		off, ok := du.offsetEntry(du.rngLists, du.rngListsBase, ul())
+		if !ok {
 			return bad(errors.New("range list index out of range"))
-		}
-		var off uint64
-		if du.offSize == 8 {
-			off = du.order.Uint64(du.rngLists[at:])
-		} else {
-			off = uint64(du.order.Uint32(du.rngLists[at:]))
 		}
 		v.kind, v.u = valUint64, du.rngListsBase+off
 	default:

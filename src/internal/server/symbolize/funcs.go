@@ -211,15 +211,11 @@ func (x *dwarfIndex) walkUnit(u *unit, st *unitState) error {
 		return err
 	}
 	st.du = du
-	r := du.reader()
-	var e rawDIE
-	if !r.next(&e) {
+	r, root, ok := du.children()
+	if !ok {
 		return r.err
 	}
-	if e.ab == nil || !e.ab.children {
-		return nil
-	}
-	return x.walk(st, r, []level{{node: -1, die: e.offset()}}, false)
+	return x.walk(st, r, []level{{node: -1, die: root.offset()}}, false)
 }
 
 // walk reads DIEs from r until the levels of stack are closed. The first walk of a unit
